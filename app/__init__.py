@@ -1,0 +1,44 @@
+"""Hearth API application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response
+
+import config as config_module
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the API: config → extensions → blueprints → errors → CLI."""
+    app = Flask(__name__, instance_relative_config=False)
+    app.config.update(config_module.load())
+    if overrides:
+        app.config.update(overrides)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    from app import auth, errors
+    from app.extensions import db
+
+    db.init_app(app)
+    auth.init_app(app)
+
+    from app import meta
+    from app.accounts.views import bp as accounts_bp
+    from app.forum.views import bp as forum_bp
+
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(forum_bp)
+
+    errors.register(app)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    from app.cli import register_commands
+
+    register_commands(app)
+    return app

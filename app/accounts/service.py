@@ -1,0 +1,210 @@
+"""Accounts, passwords, sessions and roles. Functions take the DB session and the acting principal."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from functools import lru_cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app import permissions
+from app.accounts.schemas import SignUp
+from app.auth import Principal, sha256
+from app.db import utcnow
+from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound, ValidationFailed
+from app.models import Account, AccountRole, AuthSession, Role
+from app.permissions import Permission
+
+
+@lru_cache(maxsize=4)
+def password_hasher(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher:
+    """Return an argon2id hasher with the configured cost."""
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+
+
+@lru_cache(maxsize=4)
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    return hasher.hash(secrets.token_hex(16))
+
+
+def account_permissions(account: Account) -> frozenset[Permission]:
+    """Everything the account's roles grant, on top of the guest baseline."""
+    held = set(permissions.GUEST)
+    for role in account.roles:
+        held.update(permissions.from_stored(role.permissions))
+    return frozenset(held)
+
+
+def role_names(account: Account) -> list[str]:
+    return [role.name for role in account.roles]
+
+
+def find_by_handle(session: Session, handle: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.handle == handle.strip().lower()))
+
+
+def _role(session: Session, name: str) -> Role:
+    role = session.scalar(select(Role).where(Role.name == name))
+    if role is None:
+        raise ValidationFailed({"roles": f"unknown role {name!r}"})
+    return role
+
+
+def sign_up(
+    session: Session, hasher: PasswordHasher, form: SignUp, *, roles: tuple[str, ...] = ()
+) -> Account:
+    """Create a password account with the default role (plus `roles`)."""
+    if find_by_handle(session, form.handle) is not None:
+        raise Conflict("That handle is already taken.", extra={"fields": {"handle": "taken"}})
+    account = Account(
+        handle=form.handle,
+        name=form.handle,
+        email=form.email,
+        password_hash=hasher.hash(form.password),
+    )
+    wanted = [permissions.DEFAULT_ROLE_FOR_NEW_ACCOUNTS, *roles]
+    account.roles = [_role(session, name) for name in dict.fromkeys(wanted)]
+    session.add(account)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Lost a race with another sign-up of the same handle.
+        session.rollback()
+        raise Conflict(
+            "That handle is already taken.", extra={"fields": {"handle": "taken"}}
+        ) from None
+    return account
+
+
+def authenticate(session: Session, hasher: PasswordHasher, handle: str, password: str) -> Account:
+    """Check a handle and password; unknown handles cost the same as wrong passwords."""
+    account = find_by_handle(session, handle)
+    if account is None or account.password_hash is None:
+        try:
+            hasher.verify(_dummy_hash(hasher), password)
+        except VerificationError:
+            pass
+        raise InvalidCredentials()
+    try:
+        hasher.verify(account.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        raise InvalidCredentials() from None
+    if hasher.check_needs_rehash(account.password_hash):
+        account.password_hash = hasher.hash(password)
+    return account
+
+
+def start_session(session: Session, account: Account, ttl: timedelta) -> str:
+    """Open a browser session and return the cookie value (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        AuthSession(
+            token_hash=sha256(token), account_id=account.id, created_at=now, expires_at=now + ttl
+        )
+    )
+    return token
+
+
+def end_session(session: Session, token: str) -> None:
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.token_hash == sha256(token), AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def principal_for_session(session: Session, token: str) -> Principal | None:
+    """Resolve a session cookie to a principal, or None when unknown, expired or signed out."""
+    row = session.scalar(
+        select(AuthSession).where(
+            AuthSession.token_hash == sha256(token),
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > utcnow(),
+        )
+    )
+    if row is None:
+        return None
+    return Principal(
+        row.account, account_permissions(row.account), via="session", session_id=row.id
+    )
+
+
+def set_roles(session: Session, actor: Principal, handle: str, names: list[str]) -> Account:
+    """Replace an account's roles; only administrators may hand out what they do not hold."""
+    account = find_by_handle(session, handle)
+    if account is None:
+        raise NotFound("No account has that handle.")
+    wanted = [_role(session, name) for name in dict.fromkeys(names)]
+    before = {role.name for role in account.roles}
+    after = {role.name for role in wanted}
+    changed = [role for role in [*account.roles, *wanted] if role.name in before ^ after]
+    if Permission.ADMINISTRATOR not in actor.permissions:
+        for role in changed:
+            needed = permissions.expand(permissions.from_stored(role.permissions))
+            if not needed <= actor.permissions:
+                raise Forbidden(f"Only an administrator can grant or revoke the {role.name} role.")
+    if "admin" in before - after and _admin_count(session) <= 1:
+        raise Conflict("The last administrator cannot lose the admin role.")
+    account.roles = wanted
+    session.flush()
+    return account
+
+
+def grant_role(session: Session, handle: str, name: str) -> Account:
+    """Give a role (CLI: operators act with full authority)."""
+    account = find_by_handle(session, handle)
+    if account is None:
+        raise NotFound(f"No account has the handle {handle!r}.")
+    role = _role(session, name)
+    if role not in account.roles:
+        account.roles.append(role)
+    session.flush()
+    return account
+
+
+def revoke_role(session: Session, handle: str, name: str) -> Account:
+    account = find_by_handle(session, handle)
+    if account is None:
+        raise NotFound(f"No account has the handle {handle!r}.")
+    role = _role(session, name)
+    if role.name == "admin" and role in account.roles and _admin_count(session) <= 1:
+        raise Conflict("The last administrator cannot lose the admin role.")
+    session.execute(
+        delete(AccountRole).where(
+            AccountRole.account_id == account.id, AccountRole.role_id == role.id
+        )
+    )
+    session.expire(account, ["roles"])
+    return account
+
+
+def _admin_count(session: Session) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(AccountRole)
+            .join(Role, Role.id == AccountRole.role_id)
+            .where(Role.name == "admin")
+        )
+        or 0
+    )
+
+
+def delete_expired_sessions(session: Session, batch: int) -> int:
+    """Delete one batch of expired or signed-out sessions; return how many went."""
+    now = utcnow()
+    ids = session.scalars(
+        select(AuthSession.id)
+        .where((AuthSession.expires_at <= now) | AuthSession.revoked_at.is_not(None))
+        .limit(batch)
+    ).all()
+    if not ids:
+        return 0
+    session.execute(delete(AuthSession).where(AuthSession.id.in_(ids)))
+    return len(ids)

@@ -1,0 +1,61 @@
+"""Demo data for the README: two accounts, categories and threads. Running it twice is harmless."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.accounts import service as accounts
+from app.accounts.schemas import SignUp
+from app.accounts.views import hasher
+from app.forum.service import slugify
+from app.models import Account, Category, Thread
+
+DEMO_ACCOUNTS = (
+    ("admin", "keeper-of-the-hearth", "admin"),
+    ("alice", "warm-by-the-fire", "member"),
+)
+DEMO_FORUM = {
+    "General": (
+        "Anything about the community",
+        [("Welcome to Hearth", "Introduce yourself here.", "admin")],
+    ),
+    "Apps": (
+        "Third-party apps connected to this community",
+        [("Which apps do you use?", "Tell us what you connected and why.", "alice")],
+    ),
+}
+
+
+def seed(session: Session) -> Iterator[str]:
+    people: dict[str, Account] = {}
+    for handle, password, role in DEMO_ACCOUNTS:
+        account = accounts.find_by_handle(session, handle)
+        if account is None:
+            form = SignUp(handle=handle, password=password)
+            account = accounts.sign_up(session, hasher(), form, roles=(role,))
+            yield f"account {handle} (password: {password}, role: {role})"
+        people[handle] = account
+    for name, (description, threads) in DEMO_FORUM.items():
+        category = session.scalar(select(Category).where(Category.name == name))
+        if category is None:
+            category = Category(slug=slugify(name), name=name, description=description)
+            session.add(category)
+            yield f"category {name}"
+        for title, body, author in threads:
+            if session.scalar(select(Thread.id).where(Thread.title == title)) is None:
+                session.add(
+                    Thread(
+                        slug=slugify(title),
+                        title=title,
+                        body=body,
+                        category=category,
+                        author=people[author],
+                    )
+                )
+                yield f"thread {title}"
+    session.flush()
+    yield f"sign in at {current_app.config['PUBLIC_WEB_ADDRESS']}/login"

@@ -1,0 +1,209 @@
+"""Forum operations. Each takes the DB session and the acting principal and checks one permission."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.auth import Actor, Principal, check
+from app.db import rfc3339
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.forum.schemas import NewCategory, NewReply, NewThread, ThreadChanges
+from app.models import Account, Category, Reply, Thread
+from app.permissions import Permission
+
+PAGE_SIZE = 50
+
+
+def slugify(text: str, limit: int = 60) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:limit].rstrip("-")
+
+
+def author_json(account: Account) -> dict[str, str]:
+    return {"id": account.id, "handle": account.handle, "name": account.name}
+
+
+def category_json(category: Category) -> dict[str, Any]:
+    return {
+        "id": category.id,
+        "slug": category.slug,
+        "name": category.name,
+        "description": category.description,
+    }
+
+
+def thread_json(thread: Thread) -> dict[str, Any]:
+    return {
+        "id": thread.id,
+        "slug": thread.slug,
+        "title": thread.title,
+        "body": thread.body,
+        "category": thread.category.slug,
+        "author": author_json(thread.author),
+        "created_at": rfc3339(thread.created_at),
+        "updated_at": rfc3339(thread.updated_at),
+    }
+
+
+def reply_json(reply: Reply) -> dict[str, Any]:
+    return {
+        "id": reply.id,
+        "body": reply.body,
+        "author": author_json(reply.author),
+        "created_at": rfc3339(reply.created_at),
+    }
+
+
+def list_categories(session: Session, actor: Actor) -> list[Category]:
+    check(actor, Permission.READ_PUBLISHED_THREADS)
+    return list(session.scalars(select(Category).order_by(Category.name)))
+
+
+def create_category(session: Session, actor: Principal, form: NewCategory) -> Category:
+    check(actor, Permission.MANAGE_CATEGORIES)
+    slug = slugify(form.name)
+    if not slug:
+        raise ValidationFailed({"name": "must contain at least one letter or digit"})
+    if session.scalar(
+        select(Category.id).where((Category.slug == slug) | (Category.name == form.name))
+    ):
+        raise Conflict("A category with that name already exists.")
+    category = Category(slug=slug, name=form.name, description=form.description)
+    session.add(category)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("A category with that name already exists.") from None
+    return category
+
+
+def _category(session: Session, slug: str) -> Category:
+    category = session.scalar(select(Category).where(Category.slug == slug))
+    if category is None:
+        raise ValidationFailed({"category": "no category has that slug"})
+    return category
+
+
+def list_threads(
+    session: Session,
+    actor: Actor,
+    *,
+    category: str | None,
+    cursor: str | None,
+    limit: int = PAGE_SIZE,
+) -> tuple[list[tuple[Thread, int]], str | None]:
+    """Newest first; `cursor` is the last id of the previous page."""
+    check(actor, Permission.READ_PUBLISHED_THREADS)
+    replies = select(Reply.thread_id, func.count().label("n")).group_by(Reply.thread_id).subquery()
+    query = (
+        select(Thread, func.coalesce(replies.c.n, 0))
+        .outerjoin(replies, replies.c.thread_id == Thread.id)
+        .order_by(Thread.id.desc())
+        .limit(limit + 1)
+    )
+    if category is not None:
+        query = query.join(Category, Category.id == Thread.category_id).where(
+            Category.slug == category
+        )
+    if cursor:
+        query = query.where(Thread.id < cursor)
+    rows = [(thread, int(count)) for thread, count in session.execute(query).all()]
+    next_cursor = rows[limit - 1][0].id if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def get_thread(session: Session, actor: Actor, slug: str) -> tuple[Thread, list[Reply]]:
+    check(actor, Permission.READ_PUBLISHED_THREADS)
+    thread = session.scalar(select(Thread).where(Thread.slug == slug))
+    if thread is None:
+        raise NotFound("No thread has that slug.")
+    replies = list(
+        session.scalars(select(Reply).where(Reply.thread_id == thread.id).order_by(Reply.id))
+    )
+    return thread, replies
+
+
+def create_thread(session: Session, actor: Principal, form: NewThread) -> Thread:
+    check(actor, Permission.CREATE_POST)
+    category = _category(session, form.category)
+    base = slugify(form.title) or "thread"
+    thread = Thread(
+        slug=f"{base}-{secrets.token_hex(3)}",
+        title=form.title,
+        body=form.body,
+        category=category,
+        author=actor.account,
+    )
+    session.add(thread)
+    session.flush()
+    return thread
+
+
+def _editable(session: Session, actor: Principal, slug: str) -> Thread:
+    """Authors edit their own threads; MANAGE_POSTS edits anyone's."""
+    thread = session.scalar(select(Thread).where(Thread.slug == slug))
+    if thread is None:
+        raise NotFound("No thread has that slug.")
+    if thread.author_id == actor.account.id:
+        check(actor, Permission.CREATE_POST)
+    else:
+        check(actor, Permission.MANAGE_POSTS)
+    return thread
+
+
+def update_thread(session: Session, actor: Principal, slug: str, changes: ThreadChanges) -> Thread:
+    thread = _editable(session, actor, slug)
+    if changes.title is not None:
+        thread.title = changes.title
+    if changes.body is not None:
+        thread.body = changes.body
+    if changes.category is not None:
+        thread.category = _category(session, changes.category)
+    session.flush()
+    return thread
+
+
+def delete_thread(session: Session, actor: Principal, slug: str) -> None:
+    thread = _editable(session, actor, slug)
+    session.delete(thread)
+    session.flush()
+
+
+def create_reply(session: Session, actor: Principal, slug: str, form: NewReply) -> Reply:
+    check(actor, Permission.CREATE_POST)
+    thread_id = session.scalar(select(Thread.id).where(Thread.slug == slug))
+    if thread_id is None:
+        raise NotFound("No thread has that slug.")
+    reply = Reply(thread_id=thread_id, body=form.body, author=actor.account)
+    session.add(reply)
+    session.flush()
+    return reply
+
+
+def get_profile(session: Session, actor: Actor, handle: str) -> Account:
+    check(actor, Permission.READ_PROFILE)
+    account = session.scalar(select(Account).where(Account.handle == handle.lower()))
+    if account is None:
+        raise NotFound("No profile has that handle.")
+    return account
+
+
+def list_profiles(
+    session: Session, actor: Actor, cursor: str | None
+) -> tuple[list[Account], str | None]:
+    check(actor, Permission.LIST_PROFILES)
+    query = select(Account).order_by(Account.id).limit(PAGE_SIZE + 1)
+    if cursor:
+        query = query.where(Account.id > cursor)
+    rows = list(session.scalars(query))
+    next_cursor = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    return rows[:PAGE_SIZE], next_cursor

@@ -1,0 +1,196 @@
+"""Hearth configuration: the only module that reads the environment.
+
+Every setting comes from an environment variable (12-factor). A missing or malformed value raises
+`ConfigError` naming the variable, which the entry points print as one line before exiting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"configuration error: {variable}: {problem}")
+        self.variable = variable
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_duration(variable: str, text: str) -> timedelta:
+    """Parse a Go-style duration such as `15m`, `720h` or `1h30m`."""
+    text = text.strip()
+    pos, seconds = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ConfigError(variable, f"expected a duration like 60s, 15m or 720h, got {text!r}")
+    if seconds <= 0:
+        raise ConfigError(variable, "must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Tell whether a URL host names this machine (localhost or a loopback IP)."""
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _address(variable: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"expected an absolute http(s) URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(variable, "must not carry a query or fragment")
+    return value.rstrip("/")
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.environ.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.environ.get(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(name, f"expected true or false, got {value!r}")
+
+    def duration(self, name: str, default: str) -> timedelta:
+        return parse_duration(name, self.str(name, default) or default)
+
+
+def _instance_file(instance: Path, name: str, make: Any) -> str:
+    """Read a development secret from `instance/`, creating it once."""
+    path = instance / name
+    if path.exists():
+        return path.read_text()
+    instance.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return str(value)
+
+
+def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the settings dictionary from the environment, validating every value."""
+    env = _Env(os.environ if environ is None else environ)
+    hearth_env = env.str("HEARTH_ENV", "development")
+    if hearth_env not in ("development", "production", "testing"):
+        raise ConfigError("HEARTH_ENV", f"expected development or production, got {hearth_env!r}")
+    production = hearth_env == "production"
+    instance = Path(env.str("HEARTH_INSTANCE_DIR", "instance") or "instance").resolve()
+
+    database_url = env.str("DATABASE_URL", f"sqlite:///{instance / 'hearth.db'}")
+    assert database_url is not None
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", database_url):
+        raise ConfigError("DATABASE_URL", "expected a sqlite:// or postgresql+psycopg:// URL")
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+
+    api = _address(
+        "PUBLIC_API_ADDRESS", env.str("PUBLIC_API_ADDRESS", "http://localhost:8000") or ""
+    )
+    web = _address(
+        "PUBLIC_WEB_ADDRESS", env.str("PUBLIC_WEB_ADDRESS", "http://localhost:3000") or ""
+    )
+    internal = _address("API_INTERNAL_ADDRESS", env.str("API_INTERNAL_ADDRESS", api) or api)
+
+    secret_key = env.str("SECRET_KEY")
+    if secret_key is None:
+        if production:
+            raise ConfigError("SECRET_KEY", "required when HEARTH_ENV=production")
+        secret_key = _instance_file(instance, "secret_key", lambda: secrets.token_hex(32))
+    elif len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY", "must be at least 32 characters")
+
+    signing_key = env.str("OAUTH_SIGNING_KEY")
+    if signing_key is None and production:
+        raise ConfigError("OAUTH_SIGNING_KEY", "required when HEARTH_ENV=production")
+    if signing_key is not None and "PRIVATE KEY-----" not in signing_key:
+        raise ConfigError("OAUTH_SIGNING_KEY", "expected a PEM-encoded private key")
+
+    api_secure = urlsplit(api).scheme == "https"
+    ratelimit_storage = env.str("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
+    if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster)://", ratelimit_storage):
+        raise ConfigError("RATELIMIT_STORAGE_URI", "expected memory:// or a redis:// URL")
+
+    return {
+        "HEARTH_ENV": hearth_env,
+        "TESTING": hearth_env == "testing",
+        "INSTANCE_DIR": str(instance),
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secret_key,
+        "PUBLIC_API_ADDRESS": api,
+        "PUBLIC_WEB_ADDRESS": web,
+        "API_INTERNAL_ADDRESS": internal,
+        "OAUTH_AUTHORISATION_CODE_CONSENT_URL": _url_with_query(
+            "OAUTH_AUTHORISATION_CODE_CONSENT_URL",
+            env.str("OAUTH_AUTHORISATION_CODE_CONSENT_URL", f"{web}/oauth/authorize/consent") or "",
+        ),
+        "OAUTH_AUTHORISATION_LOGIN_URL": _url_with_query(
+            "OAUTH_AUTHORISATION_LOGIN_URL",
+            env.str("OAUTH_AUTHORISATION_LOGIN_URL", f"{web}/login") or "",
+        ),
+        "OAUTH_ACCESS_TOKEN_TTL": env.duration("OAUTH_ACCESS_TOKEN_TTL", "15m"),
+        "OAUTH_REFRESH_TOKEN_TTL": env.duration("OAUTH_REFRESH_TOKEN_TTL", "720h"),
+        "OAUTH_REFRESH_TOKEN_MAX_AGE": env.duration("OAUTH_REFRESH_TOKEN_MAX_AGE", "2160h"),
+        "OAUTH_PENDING_REQUEST_TTL": env.duration("OAUTH_PENDING_REQUEST_TTL", "10m"),
+        "OAUTH_CODE_TTL": env.duration("OAUTH_CODE_TTL", "60s"),
+        "OAUTH_SIGNING_KEY": signing_key,
+        "OAUTH_DYNAMIC_REGISTRATION_ENABLED": env.bool("OAUTH_DYNAMIC_REGISTRATION_ENABLED", False),
+        "SESSION_COOKIE_SECURE": env.bool("SESSION_COOKIE_SECURE", api_secure),
+        "SESSION_COOKIE_DOMAIN": env.str("SESSION_COOKIE_DOMAIN"),
+        "SESSION_TTL": timedelta(days=90),
+        "RATELIMIT_ENABLED": env.bool("RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": ratelimit_storage,
+        "LOG_LEVEL": (env.str("LOG_LEVEL", "INFO") or "INFO").upper(),
+        # argon2id cost (RFC 9106 second recommended option); tests lower it.
+        "PASSWORD_HASH_TIME_COST": 3,
+        "PASSWORD_HASH_MEMORY_KIB": 65536,
+        "PASSWORD_HASH_PARALLELISM": 4,
+    }
+
+
+def _url_with_query(variable: str, value: str) -> str:
+    """Validate an absolute URL that may keep its own query string."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ConfigError(
+            variable, f"expected an absolute http(s) URL without fragment, got {value!r}"
+        )
+    return value

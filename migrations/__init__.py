@@ -1,0 +1,1 @@
+"""Alembic migrations for Hearth (shipped as a package so `hearth db upgrade` finds them)."""
