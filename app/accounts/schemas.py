@@ -70,7 +70,7 @@ def normalise_handle(value: str) -> str:
 
 
 class SignUp(Strict):
-    handle: str = Field(max_length=30, description="3–30 letters, digits, '-' or '_'")
+    handle: str = Field(max_length=30, description="3 to 30 letters, digits, '-' or '_'")
     password: str = Field(max_length=PASSWORD_MAX)
     email: str | None = Field(default=None, max_length=254)
 

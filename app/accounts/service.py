@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from datetime import timedelta
 from functools import lru_cache
@@ -85,10 +86,8 @@ def authenticate(session: Session, hasher: PasswordHasher, handle: str, password
     """Check a handle and password; unknown handles cost the same as wrong passwords."""
     account = find_by_handle(session, handle)
     if account is None or account.password_hash is None:
-        try:
+        with contextlib.suppress(VerificationError):
             hasher.verify(_dummy_hash(hasher), password)
-        except VerificationError:
-            pass
         raise InvalidCredentials()
     try:
         hasher.verify(account.password_hash, password)
