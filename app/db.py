@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,9 +24,21 @@ NAMING_CONVENTION = {
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
+_last = [0, 0]
+_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """Return a 26-character, time-ordered identifier (ULID layout, lowercase)."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    """Return a 26-character, time-ordered identifier (monotonic ULID layout, lowercase)."""
+    with _lock:
+        millis = time.time_ns() // 1_000_000
+        if millis <= _last[0]:
+            # Same millisecond in this process: count up so ids still sort in creation order.
+            millis, randomness = _last[0], _last[1] + 1
+        else:
+            randomness = int.from_bytes(os.urandom(10), "big") >> 1
+        _last[0], _last[1] = millis, randomness
+    value = millis << 80 | randomness
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

@@ -88,10 +88,12 @@ def _wipe_engine(database_url: str) -> Iterator[Any]:
 @pytest.fixture(autouse=True)
 def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test starts from the migrated state: all rows but the seeded roles go afterwards."""
+    engine = (
+        request.getfixturevalue("_wipe_engine") if "database_url" in request.fixturenames else None
+    )
     yield
-    if "database_url" not in request.fixturenames:
+    if engine is None:
         return
-    engine = request.getfixturevalue("_wipe_engine")
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             if table.name not in KEEP_TABLES:

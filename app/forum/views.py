@@ -34,6 +34,13 @@ bp = Blueprint("forum", __name__)
 _CURSOR = ("cursor", "The next_cursor of the previous page", False)
 
 
+def _limit() -> int:
+    text = request.args.get("limit", str(service.PAGE_SIZE))
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise ValidationFailed({"limit": "must be a whole number from 1 to 100"})
+    return int(text)
+
+
 def _cursor() -> str | None:
     cursor = request.args.get("cursor")
     if cursor is not None and (len(cursor) != 26 or not cursor.isalnum()):
@@ -87,12 +94,16 @@ def create_category() -> Response:
     "List threads, newest first",
     tag="forum",
     permission=Permission.READ_PUBLISHED_THREADS,
-    query=(("category", "Only threads in this category (slug)", False), _CURSOR),
+    query=(
+        ("category", "Only threads in this category (slug)", False),
+        _CURSOR,
+        ("limit", "Page size, 1 to 100 (default 50)", False),
+    ),
     responses={200: ThreadList, 400: "Bad cursor"},
 )
 def list_threads() -> Response:
     rows, next_cursor = service.list_threads(
-        db.session, actor(), category=request.args.get("category"), cursor=_cursor()
+        db.session, actor(), category=request.args.get("category"), cursor=_cursor(), limit=_limit()
     )
     items = [
         {
