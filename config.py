@@ -72,7 +72,7 @@ class _Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
 
-    def str(self, name: str, default: str | None = None) -> str | None:
+    def text(self, name: str, default: str | None = None) -> str | None:
         value = self.environ.get(name)
         if value is None or value.strip() == "":
             return default
@@ -90,7 +90,7 @@ class _Env:
         raise ConfigError(name, f"expected true or false, got {value!r}")
 
     def duration(self, name: str, default: str) -> timedelta:
-        return parse_duration(name, self.str(name, default) or default)
+        return parse_duration(name, self.text(name, default) or default)
 
 
 def _instance_file(instance: Path, name: str, make: Any) -> str:
@@ -109,13 +109,13 @@ def _instance_file(instance: Path, name: str, make: Any) -> str:
 def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the settings dictionary from the environment, validating every value."""
     env = _Env(os.environ if environ is None else environ)
-    hearth_env = env.str("HEARTH_ENV", "development")
+    hearth_env = env.text("HEARTH_ENV", "development")
     if hearth_env not in ("development", "production", "testing"):
         raise ConfigError("HEARTH_ENV", f"expected development or production, got {hearth_env!r}")
     production = hearth_env == "production"
-    instance = Path(env.str("HEARTH_INSTANCE_DIR", "instance") or "instance").resolve()
+    instance = Path(env.text("HEARTH_INSTANCE_DIR", "instance") or "instance").resolve()
 
-    database_url = env.str("DATABASE_URL", f"sqlite:///{instance / 'hearth.db'}")
+    database_url = env.text("DATABASE_URL", f"sqlite:///{instance / 'hearth.db'}")
     assert database_url is not None
     if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", database_url):
         raise ConfigError("DATABASE_URL", "expected a sqlite:// or postgresql+psycopg:// URL")
@@ -123,14 +123,14 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
     api = _address(
-        "PUBLIC_API_ADDRESS", env.str("PUBLIC_API_ADDRESS", "http://localhost:8000") or ""
+        "PUBLIC_API_ADDRESS", env.text("PUBLIC_API_ADDRESS", "http://localhost:8000") or ""
     )
     web = _address(
-        "PUBLIC_WEB_ADDRESS", env.str("PUBLIC_WEB_ADDRESS", "http://localhost:3000") or ""
+        "PUBLIC_WEB_ADDRESS", env.text("PUBLIC_WEB_ADDRESS", "http://localhost:3000") or ""
     )
-    internal = _address("API_INTERNAL_ADDRESS", env.str("API_INTERNAL_ADDRESS", api) or api)
+    internal = _address("API_INTERNAL_ADDRESS", env.text("API_INTERNAL_ADDRESS", api) or api)
 
-    secret_key = env.str("SECRET_KEY")
+    secret_key = env.text("SECRET_KEY")
     if secret_key is None:
         if production:
             raise ConfigError("SECRET_KEY", "required when HEARTH_ENV=production")
@@ -138,14 +138,14 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     elif len(secret_key) < 32:
         raise ConfigError("SECRET_KEY", "must be at least 32 characters")
 
-    signing_key = env.str("OAUTH_SIGNING_KEY")
+    signing_key = env.text("OAUTH_SIGNING_KEY")
     if signing_key is None and production:
         raise ConfigError("OAUTH_SIGNING_KEY", "required when HEARTH_ENV=production")
     if signing_key is not None and "PRIVATE KEY-----" not in signing_key:
         raise ConfigError("OAUTH_SIGNING_KEY", "expected a PEM-encoded private key")
 
     api_secure = urlsplit(api).scheme == "https"
-    ratelimit_storage = env.str("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
+    ratelimit_storage = env.text("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
     if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster)://", ratelimit_storage):
         raise ConfigError("RATELIMIT_STORAGE_URI", "expected memory:// or a redis:// URL")
 
@@ -160,11 +160,12 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "API_INTERNAL_ADDRESS": internal,
         "OAUTH_AUTHORISATION_CODE_CONSENT_URL": _url_with_query(
             "OAUTH_AUTHORISATION_CODE_CONSENT_URL",
-            env.str("OAUTH_AUTHORISATION_CODE_CONSENT_URL", f"{web}/oauth/authorize/consent") or "",
+            env.text("OAUTH_AUTHORISATION_CODE_CONSENT_URL", f"{web}/oauth/authorize/consent")
+            or "",
         ),
         "OAUTH_AUTHORISATION_LOGIN_URL": _url_with_query(
             "OAUTH_AUTHORISATION_LOGIN_URL",
-            env.str("OAUTH_AUTHORISATION_LOGIN_URL", f"{web}/login") or "",
+            env.text("OAUTH_AUTHORISATION_LOGIN_URL", f"{web}/login") or "",
         ),
         "OAUTH_ACCESS_TOKEN_TTL": env.duration("OAUTH_ACCESS_TOKEN_TTL", "15m"),
         "OAUTH_REFRESH_TOKEN_TTL": env.duration("OAUTH_REFRESH_TOKEN_TTL", "720h"),
@@ -174,11 +175,11 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "OAUTH_SIGNING_KEY": signing_key,
         "OAUTH_DYNAMIC_REGISTRATION_ENABLED": env.bool("OAUTH_DYNAMIC_REGISTRATION_ENABLED", False),
         "SESSION_COOKIE_SECURE": env.bool("SESSION_COOKIE_SECURE", api_secure),
-        "SESSION_COOKIE_DOMAIN": env.str("SESSION_COOKIE_DOMAIN"),
+        "SESSION_COOKIE_DOMAIN": env.text("SESSION_COOKIE_DOMAIN"),
         "SESSION_TTL": timedelta(days=90),
         "RATELIMIT_ENABLED": env.bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": ratelimit_storage,
-        "LOG_LEVEL": (env.str("LOG_LEVEL", "INFO") or "INFO").upper(),
+        "LOG_LEVEL": (env.text("LOG_LEVEL", "INFO") or "INFO").upper(),
         # argon2id cost (RFC 9106 second recommended option); tests lower it.
         "PASSWORD_HASH_TIME_COST": 3,
         "PASSWORD_HASH_MEMORY_KIB": 65536,

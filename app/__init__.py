@@ -23,13 +23,22 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     auth.init_app(app)
 
+    from app.oauth import keys, server
+
+    keys.init_app(app)
+    server.init_app(app)
+
     from app import meta
     from app.accounts.views import bp as accounts_bp
     from app.forum.views import bp as forum_bp
+    from app.oauth.views import bp as oauth_bp
+    from app.oauth.views import init_cors
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(forum_bp)
+    app.register_blueprint(oauth_bp)
+    init_cors(app)
 
     errors.register(app)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from flask import Flask, Request, current_app, request
@@ -37,12 +38,16 @@ class Principal(UserMixin):
         via: str,
         scopes: frozenset[str] | None = None,
         session_id: str | None = None,
+        auth_time: datetime | None = None,
+        client_id: str | None = None,
     ) -> None:
         self.account = account
         self.held = held
         self.via = via
         self.scopes = scopes
         self.session_id = session_id
+        self.auth_time = auth_time
+        self.client_id = client_id
         if scopes is None:
             self.permissions = permissions.expand(held)
         else:
@@ -61,6 +66,7 @@ class Guest(AnonymousUserMixin):
     via = None
     scopes = None
     session_id = None
+    client_id = None
     permissions = permissions.GUEST
 
 
@@ -92,7 +98,7 @@ def check(actor: Actor, permission: Permission) -> None:
 
 def actor() -> Actor:
     """The principal (or guest) behind the current request."""
-    current: Actor = current_user._get_current_object()  # type: ignore[attr-defined]
+    current: Actor = current_user._get_current_object()
     return current
 
 
@@ -105,13 +111,13 @@ def signed_in() -> Principal:
     """Return the signed-in principal or raise 401 with a Bearer challenge."""
     if current_user.account is None:
         raise Unauthenticated(headers=_challenge())
-    principal: Principal = current_user._get_current_object()  # type: ignore[attr-defined]
+    principal: Principal = current_user._get_current_object()
     return principal
 
 
-def allows_forms(view: F) -> F:
-    """Mark a protocol endpoint that takes form-encoded bodies from other origins (RFC 6749)."""
-    view._hearth_allows_forms = True  # type: ignore[attr-defined]
+def protocol_endpoint(view: F) -> F:
+    """Mark an endpoint that never reads the session cookie: forms and any origin are fine."""
+    view._hearth_protocol_endpoint = True  # type: ignore[attr-defined]
     return view
 
 
@@ -124,7 +130,7 @@ def guard_writes(app: Flask) -> None:
         if request.method in SAFE_METHODS or request.endpoint is None:
             return
         view = app.view_functions.get(request.endpoint)
-        if getattr(view, "_hearth_allows_forms", False):
+        if getattr(view, "_hearth_protocol_endpoint", False):
             return
         origin = request.headers.get("Origin")
         if origin is not None and origin.rstrip("/") not in allowed:

@@ -26,6 +26,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(db_group)
     app.cli.add_command(accounts_group)
     app.cli.add_command(roles_group)
+    app.cli.add_command(clients_group)
     app.cli.add_command(serve)
     app.cli.add_command(cleanup)
     app.cli.add_command(demo)
@@ -110,6 +111,135 @@ def roles_revoke(handle: str, role: str) -> None:
         _fail(error)
     db.session.commit()
     click.echo(f"{account.handle}: {', '.join(service.role_names(account)) or '(guest only)'}")
+
+
+@click.group("clients", help="Manage OAuth clients.")
+def clients_group() -> None:
+    pass
+
+
+@clients_group.command("create")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True)
+@click.option("--scopes", default="", help='Space-separated, e.g. "openid profile CREATE_POST"')
+@click.option("--public/--confidential", default=False, show_default=True)
+@click.option(
+    "--auth-method", type=click.Choice(["none", "client_secret_basic", "client_secret_post"])
+)
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]),
+)
+@click.option(
+    "--scope-policy",
+    type=click.Choice(["explicit", "inherit"]),
+    default="explicit",
+    show_default=True,
+)
+@click.option(
+    "--owner", default=None, help="Owning account's handle (needed for client_credentials)"
+)
+@click.option("--skip-consent", is_flag=True, help="First-party: remembered consent may apply")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON")
+@with_appcontext
+def clients_create(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    scopes: str,
+    public: bool,
+    auth_method: str | None,
+    grants: tuple[str, ...],
+    scope_policy: str,
+    owner: str | None,
+    skip_consent: bool,
+    as_json: bool,
+) -> None:
+    """Register a client; its secret is printed once."""
+    import json
+
+    from app.oauth import clients
+    from app.requests import validate
+
+    try:
+        fields = validate(
+            clients.ClientFields,
+            {
+                "name": name,
+                "redirect_uris": list(redirect_uris),
+                "scopes": scopes,
+                "public": public,
+                "token_endpoint_auth_method": auth_method,
+                "grant_types": list(grants) or ["authorization_code", "refresh_token"],
+                "scope_policy": scope_policy,
+                "owner": owner,
+                "skip_consent": skip_consent,
+            },
+        )
+        client, secret = clients.create(db.session, fields)
+    except HearthError as error:
+        _fail(error)
+    db.session.commit()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "client_id": client.id,
+                    "client_secret": secret,
+                    "token_endpoint_auth_method": client.token_endpoint_auth_method,
+                    "redirect_uris": client.redirect_uri_list,
+                    "scopes": client.scopes.split(),
+                    "grants": client.grant_types.split(),
+                    "scope_policy": client.scope_policy,
+                }
+            )
+        )
+        return
+    click.echo(f"client_id:     {client.id}")
+    if secret:
+        click.echo(f"client_secret: {secret}  (shown once; store it now)")
+
+
+@clients_group.command("list")
+@with_appcontext
+def clients_list() -> None:
+    """List clients."""
+    from app.oauth import clients
+
+    for client in clients.list_all(db.session):
+        kind = "public" if client.public else "confidential"
+        click.echo(f"{client.id}  {client.name}  ({kind}; {client.scopes or 'no scopes'})")
+
+
+@clients_group.command("rotate-secret")
+@click.argument("client_id")
+@with_appcontext
+def clients_rotate(client_id: str) -> None:
+    """Replace a confidential client's secret; prints the new one once."""
+    from app.oauth import clients
+
+    try:
+        _client, secret = clients.rotate_secret(db.session, client_id)
+    except HearthError as error:
+        _fail(error)
+    db.session.commit()
+    click.echo(secret)
+
+
+@clients_group.command("delete")
+@click.argument("client_id")
+@with_appcontext
+def clients_delete(client_id: str) -> None:
+    """Delete a client with all its grants, codes and tokens."""
+    from app.oauth import clients
+
+    try:
+        clients.delete(db.session, client_id)
+    except HearthError as error:
+        _fail(error)
+    db.session.commit()
+    click.echo(f"deleted {client_id}")
 
 
 @click.command("cleanup")

@@ -109,8 +109,9 @@ def register(app: Flask) -> None:
         code = (error.name or "error").lower().replace(" ", "_").replace("'", "")
         response = jsonify({"error": code, "error_description": error.description})
         response.status_code = error.code or 500
-        if error.code == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods or [])
+        valid_methods = getattr(error, "valid_methods", None)
+        if error.code == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
     @app.errorhandler(Exception)

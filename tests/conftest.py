@@ -32,8 +32,10 @@ from app import create_app  # noqa: E402
 from app.db import Base  # noqa: E402
 from app.extensions import make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
+from app.oauth.keys import _generate_pem  # noqa: E402
 
 KEEP_TABLES = {"roles"}
+SIGNING_KEY = _generate_pem()
 PASSWORD = "correct-horse-battery"
 
 TEST_CONFIG: dict[str, Any] = {
@@ -42,6 +44,7 @@ TEST_CONFIG: dict[str, Any] = {
     "PASSWORD_HASH_MEMORY_KIB": 8,
     "PASSWORD_HASH_PARALLELISM": 1,
     "RATELIMIT_ENABLED": False,
+    "OAUTH_SIGNING_KEY": SIGNING_KEY,
 }
 
 

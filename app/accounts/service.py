@@ -130,7 +130,11 @@ def principal_for_session(session: Session, token: str) -> Principal | None:
     if row is None:
         return None
     return Principal(
-        row.account, account_permissions(row.account), via="session", session_id=row.id
+        row.account,
+        account_permissions(row.account),
+        via="session",
+        session_id=row.id,
+        auth_time=row.created_at,
     )
 
 

@@ -2,5 +2,19 @@
 
 from app.models.accounts import Account, AccountRole, AuthSession, Role
 from app.models.forum import Category, Reply, Thread
+from app.models.oauth import AuthorizationCode, Grant, OAuthClient, PendingRequest, Token
 
-__all__ = ["Account", "AccountRole", "AuthSession", "Category", "Reply", "Role", "Thread"]
+__all__ = [
+    "Account",
+    "AccountRole",
+    "AuthSession",
+    "AuthorizationCode",
+    "Category",
+    "Grant",
+    "OAuthClient",
+    "PendingRequest",
+    "Reply",
+    "Role",
+    "Thread",
+    "Token",
+]

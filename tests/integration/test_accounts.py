@@ -97,10 +97,14 @@ def test_wrong_password_and_unknown_handle_give_the_same_401(
     wrong = client.post(SIGNIN, json={"handle": "alice", "password": "not-the-password"})
     unknown = client.post(SIGNIN, json={"handle": "nobody", "password": "not-the-password"})
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.get_json() == unknown.get_json() == {
-        "error": "invalid_credentials",
-        "error_description": "The handle or password is incorrect.",
-    }
+    assert (
+        wrong.get_json()
+        == unknown.get_json()
+        == {
+            "error": "invalid_credentials",
+            "error_description": "The handle or password is incorrect.",
+        }
+    )
     assert "Set-Cookie" not in wrong.headers
     assert "Set-Cookie" not in unknown.headers
 
@@ -128,17 +132,45 @@ def test_duplicate_handle_is_409(client: FlaskClient, auth: AuthActions) -> None
     [
         ({"handle": "alice", "password": ""}, {"password": "must be at least 8 characters"}),
         ({"handle": "alice", "password": "short"}, {"password": "must be at least 8 characters"}),
-        ({"handle": "alice", "password": "password123"}, {"password": "is too common or too simple"}),
-        ({"handle": "alice", "password": "aaaaaaaaaaaa"}, {"password": "is too common or too simple"}),
-        ({"handle": "alice", "password": "alice-is-great"}, {"password": "must not contain your handle"}),
-        ({"handle": "a" * 10_000, "password": PASSWORD}, {"handle": "String should have at most 30 characters"}),
-        ({"handle": "", "password": PASSWORD}, {"handle": "must be 3 to 30 characters: letters, digits, '-' or '_', starting with a letter or digit"}),
-        ({"handle": "bad handle!", "password": PASSWORD}, {"handle": "must be 3 to 30 characters: letters, digits, '-' or '_', starting with a letter or digit"}),
+        (
+            {"handle": "alice", "password": "password123"},
+            {"password": "is too common or too simple"},
+        ),
+        (
+            {"handle": "alice", "password": "aaaaaaaaaaaa"},
+            {"password": "is too common or too simple"},
+        ),
+        (
+            {"handle": "alice", "password": "alice-is-great"},
+            {"password": "must not contain your handle"},
+        ),
+        (
+            {"handle": "a" * 10_000, "password": PASSWORD},
+            {"handle": "String should have at most 30 characters"},
+        ),
+        (
+            {"handle": "", "password": PASSWORD},
+            {
+                "handle": "must be 3 to 30 characters: letters, digits, '-' or '_', starting with a letter or digit"
+            },
+        ),
+        (
+            {"handle": "bad handle!", "password": PASSWORD},
+            {
+                "handle": "must be 3 to 30 characters: letters, digits, '-' or '_', starting with a letter or digit"
+            },
+        ),
         ({"handle": 42, "password": PASSWORD}, {"handle": "Input should be a valid string"}),
         ({"handle": "alice", "password": ["x"]}, {"password": "Input should be a valid string"}),
         ({"handle": "alice"}, {"password": "Field required"}),
-        ({"handle": "alice", "password": PASSWORD, "email": "nope"}, {"email": "must be an email address"}),
-        ({"handle": "alice", "password": PASSWORD, "admin": True}, {"admin": "Extra inputs are not permitted"}),
+        (
+            {"handle": "alice", "password": PASSWORD, "email": "nope"},
+            {"email": "must be an email address"},
+        ),
+        (
+            {"handle": "alice", "password": PASSWORD, "admin": True},
+            {"admin": "Extra inputs are not permitted"},
+        ),
     ],
 )
 def test_signup_rejects_bad_fields_with_400(
@@ -180,7 +212,9 @@ def test_signin_rejects_non_json_with_415(client: FlaskClient) -> None:
     }
 
 
-def test_signed_out_cookie_replayed_later_is_rejected(client: FlaskClient, auth: AuthActions) -> None:
+def test_signed_out_cookie_replayed_later_is_rejected(
+    client: FlaskClient, auth: AuthActions
+) -> None:
     auth.signup("alice", client=client)
     token = session_cookie(client)
     response = client.post("/api/auth/signout", json={})
@@ -192,7 +226,10 @@ def test_signed_out_cookie_replayed_later_is_rejected(client: FlaskClient, auth:
     replay.set_cookie(SESSION_COOKIE, token)
     response = replay.get(SELF)
     assert response.status_code == 401
-    assert replay.post("/api/threads", json={"title": "x", "body": "y", "category": "z"}).status_code == 401
+    assert (
+        replay.post("/api/threads", json={"title": "x", "body": "y", "category": "z"}).status_code
+        == 401
+    )
 
 
 def test_expired_session_is_rejected(app: Flask, client: FlaskClient, auth: AuthActions) -> None:
@@ -210,13 +247,14 @@ def test_unknown_cookie_is_treated_as_guest(client: FlaskClient) -> None:
     assert client.get("/api/threads").status_code == 200
 
 
-def test_role_removed_takes_effect_on_next_request(
-    client: FlaskClient, auth: AuthActions
-) -> None:
+def test_role_removed_takes_effect_on_next_request(client: FlaskClient, auth: AuthActions) -> None:
     admin = auth.admin("root")
     auth.signup("alice")
     alice = auth.signin("alice")
-    assert admin.put("/api/accounts/alice/roles", json={"roles": ["member", "admin"]}).status_code == 200
+    assert (
+        admin.put("/api/accounts/alice/roles", json={"roles": ["member", "admin"]}).status_code
+        == 200
+    )
     assert alice.post("/api/categories", json={"name": "News"}).status_code == 201
 
     response = admin.put("/api/accounts/alice/roles", json={"roles": ["member"]})

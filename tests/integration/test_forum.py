@@ -35,10 +35,14 @@ def test_admin_creates_category_member_cannot(auth: AuthActions) -> None:
     assert admin.post("/api/categories", json={"name": "General News"}).status_code == 409
 
 
-def test_guest_reads_threads_and_cannot_post(app: Flask, client: FlaskClient, auth: AuthActions) -> None:
+def test_guest_reads_threads_and_cannot_post(
+    app: Flask, client: FlaskClient, auth: AuthActions
+) -> None:
     slug = make_category(auth.admin())
     alice = auth.signup("alice")
-    created = alice.post("/api/threads", json={"title": "Hello there", "body": "First!", "category": slug})
+    created = alice.post(
+        "/api/threads", json={"title": "Hello there", "body": "First!", "category": slug}
+    )
     assert created.status_code == 201
     thread = created.get_json()
     assert thread["title"] == "Hello there"
@@ -56,7 +60,9 @@ def test_guest_reads_threads_and_cannot_post(app: Flask, client: FlaskClient, au
     denied = client.post("/api/threads", json={"title": "Spam", "body": "x", "category": slug})
     assert denied.status_code == 401
     assert denied.headers["WWW-Authenticate"].startswith("Bearer resource_metadata=")
-    assert client.post(f"/api/threads/{thread['slug']}/replies", json={"body": "x"}).status_code == 401
+    assert (
+        client.post(f"/api/threads/{thread['slug']}/replies", json={"body": "x"}).status_code == 401
+    )
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Thread)) == 1
 
@@ -64,7 +70,9 @@ def test_guest_reads_threads_and_cannot_post(app: Flask, client: FlaskClient, au
 def test_replies_are_listed_with_thread(auth: AuthActions, client: FlaskClient) -> None:
     slug = make_category(auth.admin())
     alice = auth.signup("alice")
-    thread = alice.post("/api/threads", json={"title": "Q", "body": "?", "category": slug}).get_json()
+    thread = alice.post(
+        "/api/threads", json={"title": "Q", "body": "?", "category": slug}
+    ).get_json()
     reply = alice.post(f"/api/threads/{thread['slug']}/replies", json={"body": "A reply"})
     assert reply.status_code == 201
     assert set(reply.get_json()) == {"id", "body", "author", "created_at"}
@@ -78,7 +86,9 @@ def test_only_author_or_moderator_edits_and_deletes(auth: AuthActions) -> None:
     slug = make_category(admin)
     alice = auth.signup("alice")
     bob = auth.signup("bob-the-builder")
-    thread = alice.post("/api/threads", json={"title": "Mine", "body": "x", "category": slug}).get_json()
+    thread = alice.post(
+        "/api/threads", json={"title": "Mine", "body": "x", "category": slug}
+    ).get_json()
     path = f"/api/threads/{thread['slug']}"
 
     assert bob.patch(path, json={"title": "Stolen"}).status_code == 403
@@ -126,10 +136,16 @@ def test_cross_site_form_post_is_rejected_and_changes_nothing(
 ) -> None:
     admin = auth.admin()
     attempts = [
-        {"data": "name=Evil", "content_type": "application/x-www-form-urlencoded",
-         "headers": {"Origin": "https://evil.example"}},
-        {"data": '{"name": "Evil"}', "content_type": "text/plain",
-         "headers": {"Origin": "https://evil.example"}},
+        {
+            "data": "name=Evil",
+            "content_type": "application/x-www-form-urlencoded",
+            "headers": {"Origin": "https://evil.example"},
+        },
+        {
+            "data": '{"name": "Evil"}',
+            "content_type": "text/plain",
+            "headers": {"Origin": "https://evil.example"},
+        },
         {"data": "name=Evil", "content_type": "application/x-www-form-urlencoded", "headers": {}},
         {"data": '{"name": "Evil"}', "content_type": "text/plain", "headers": {}},
         {"json": {"name": "Evil"}, "headers": {"Origin": "https://evil.example"}},
@@ -145,8 +161,9 @@ def test_cross_site_form_post_is_rejected_and_changes_nothing(
             assert response.status_code == 415
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Category)) == 0
-    same_site = admin.post("/api/categories", json={"name": "Fine"},
-                           headers={"Origin": "http://localhost:3000"})
+    same_site = admin.post(
+        "/api/categories", json={"name": "Fine"}, headers={"Origin": "http://localhost:3000"}
+    )
     assert same_site.status_code == 201
 
 

@@ -1,0 +1,150 @@
+"""OAuth clients, pending authorization requests, grants, codes and tokens.
+
+Every secret Hearth generates (client secrets, request ids, codes, refresh tokens) is stored only
+as its SHA-256; access tokens are JWTs looked up by `jti`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, UTCDateTime, new_id, utcnow
+from app.models.accounts import Account
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the public client_id
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    # Newline-separated exact URIs, space-separated scope and grant names.
+    redirect_uris: Mapped[str] = mapped_column(Text, default="")
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    grant_types: Mapped[str] = mapped_column(Text, default="authorization_code refresh_token")
+    scope_policy: Mapped[str] = mapped_column(String(16), default="explicit")
+    owner_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
+    skip_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    dynamically_registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    owner: Mapped[Account | None] = relationship(lazy="select")
+
+    @property
+    def redirect_uri_list(self) -> list[str]:
+        return [uri for uri in self.redirect_uris.split("\n") if uri]
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
+
+    @property
+    def grant_type_set(self) -> frozenset[str]:
+        return frozenset(self.grant_types.split())
+
+
+class PendingRequest(Base):
+    """An authorization request waiting for the account's decision on the consent page."""
+
+    __tablename__ = "oauth_pending_requests"
+    __table_args__ = (Index("ix_oauth_pending_requests_expires_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    request_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str | None] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    resource: Mapped[str | None] = mapped_column(Text)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[OAuthClient] = relationship(lazy="joined")
+
+
+class Grant(Base):
+    """One approval: an account let a client act with these scopes for this resource."""
+
+    __tablename__ = "oauth_grants"
+    __table_args__ = (Index("ix_oauth_grants_account_id_client_id", "account_id", "client_id"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(Text, default="")
+    resource: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[OAuthClient] = relationship(lazy="joined")
+    account: Mapped[Account] = relationship(lazy="select")
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "oauth_codes"
+    __table_args__ = (Index("ix_oauth_codes_expires_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_grants.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(Text)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    grant: Mapped[Grant] = relationship(lazy="joined")
+
+
+class Token(Base):
+    """An issued access token (by `jti`) or refresh token (by hash)."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (
+        Index("ix_oauth_tokens_expires_at", "expires_at"),
+        Index("ix_oauth_tokens_grant_id", "grant_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)  # jti
+    kind: Mapped[str] = mapped_column(String(8))  # "access" or "refresh"
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    grant_id: Mapped[str | None] = mapped_column(ForeignKey("oauth_grants.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    code_id: Mapped[str | None] = mapped_column(String(26), index=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Refresh tokens: set when exchanged; presenting it again is reuse (RFC 9700 §4.14.2).
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    grant: Mapped[Grant | None] = relationship(lazy="select")

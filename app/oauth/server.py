@@ -1,0 +1,469 @@
+"""Authlib wiring: our models behind Authlib's client, code and token interfaces, and the grants.
+
+Authlib runs the token, revocation and introspection protocols (RFC 6749, 7636, 7009, 7662, OIDC
+Core); these adapters only read and stage rows. The view commits once per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Request
+from authlib.oauth2.rfc6749 import (
+    AuthorizationCodeMixin,
+    ClientMixin,
+    InvalidGrantError,
+    InvalidScopeError,
+    TokenMixin,
+    UnauthorizedClientError,
+    grants,
+)
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256_code_challenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import UserInfo
+from authlib.oidc.core.grants import OpenIDCode
+from flask import Flask, Response, current_app
+from sqlalchemy import select, update
+
+from app.accounts.service import account_permissions
+from app.db import utcnow
+from app.extensions import db
+from app.models import Account, AuthorizationCode, OAuthClient, Token
+from app.oauth import clients, tokens
+from app.oauth import scopes as scope_rules
+from app.oauth.authorize import redirect_uri_matches
+from app.oauth.keys import signing_key
+from app.permissions import Permission
+
+security = logging.getLogger("hearth.security")
+ALL_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+class Client(ClientMixin):
+    def __init__(self, model: OAuthClient) -> None:
+        self.model = model
+
+    def get_client_id(self) -> str:
+        return self.model.id
+
+    def get_default_redirect_uri(self) -> str | None:
+        uris = self.model.redirect_uri_list
+        return uris[0] if uris else None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        allowed = self.model.scope_set
+        return " ".join(name for name in scope_rules.split(scope) if name in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri_matches(self.model.redirect_uri_list, redirect_uri)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return clients.check_secret(self.model, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        # The registered method is enforced at every endpoint (SPEC §4.3).
+        return method == self.model.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.model.grant_type_set
+
+
+class Code(AuthorizationCodeMixin):
+    code_challenge_method = "S256"
+
+    def __init__(self, model: AuthorizationCode) -> None:
+        self.model = model
+        self.code_challenge = model.code_challenge
+
+    def get_redirect_uri(self) -> str:
+        return self.model.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.model.scope
+
+    def get_nonce(self) -> str | None:
+        return self.model.nonce
+
+    def get_auth_time(self) -> int:
+        return int(self.model.auth_time.timestamp())
+
+    def get_acr(self) -> None:
+        return None
+
+    def get_amr(self) -> None:
+        return None
+
+
+class StoredToken(TokenMixin):
+    def __init__(self, model: Token) -> None:
+        self.model = model
+
+    def check_client(self, client: Client) -> bool:
+        return self.model.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.model.scope
+
+    def get_expires_in(self) -> int:
+        return int((self.model.expires_at - self.model.created_at).total_seconds())
+
+    def is_expired(self) -> bool:
+        return self.model.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return not tokens.is_active(self.model) and not self.is_expired()
+
+
+def _lifetimes() -> tokens.Lifetimes:
+    config = current_app.config
+    return tokens.Lifetimes(
+        config["OAUTH_ACCESS_TOKEN_TTL"],
+        config["OAUTH_REFRESH_TOKEN_TTL"],
+        config["OAUTH_REFRESH_TOKEN_MAX_AGE"],
+    )
+
+
+def api_resource() -> str:
+    return f"{current_app.config['PUBLIC_API_ADDRESS']}/api"
+
+
+class S256Only(CodeChallenge):
+    """RFC 7636 §4.6 with SPEC §4.3's rule: every PKCE failure at the token endpoint is invalid_grant."""
+
+    def validate_code_verifier(self, grant: grants.BaseGrant, result: Any) -> None:
+        request: OAuth2Request = grant.request
+        verifier = request.form.get("code_verifier")
+        challenge = self.get_authorization_code_challenge(request.authorization_code)
+        if not verifier:
+            raise InvalidGrantError("The code_verifier is missing.")
+        if not challenge:
+            raise InvalidGrantError("This code was issued without a code_challenge.")
+        if not CODE_VERIFIER_PATTERN.match(verifier):
+            raise InvalidGrantError("The code_verifier must be 43 to 128 unreserved characters.")
+        if not compare_s256_code_challenge(verifier, challenge):
+            raise InvalidGrantError("The code_verifier does not match the code_challenge.")
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
+
+    def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
+        raise NotImplementedError("codes are issued by app.oauth.authorize after consent")
+
+    def query_authorization_code(self, code: str, client: Client) -> Code | None:
+        from app.auth import sha256
+
+        model = db.session.scalar(
+            select(AuthorizationCode).where(AuthorizationCode.code_hash == sha256(code))
+        )
+        if model is None or model.client_id != client.get_client_id():
+            return None
+        if model.expires_at <= utcnow():
+            return None
+        return Code(model)
+
+    def authenticate_user(self, authorization_code: Code) -> tokens.Subject:
+        """Claim the code atomically; a second valid redemption revokes what the first got."""
+        code = authorization_code.model
+        claimed = db.session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
+            .values(used_at=utcnow())
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
+            security.warning(
+                "code_replay",
+                extra={
+                    "event": "code_replay",
+                    "client_id": code.client_id,
+                    "grant_id": code.grant_id,
+                },
+            )
+            raise InvalidGrantError("The code was already used; its tokens are revoked.")
+        grant = code.grant
+        if grant.revoked_at is not None:
+            raise InvalidGrantError("The grant behind this code was revoked.")
+        account = db.session.get(Account, grant.account_id)
+        if account is None:
+            raise InvalidGrantError("The account behind this code no longer exists.")
+        return tokens.Subject(account, grant, auth_time=code.auth_time, code_id=code.id)
+
+    def delete_authorization_code(self, authorization_code: Code) -> None:
+        """Nothing to do: the code was marked used when it was claimed."""
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> StoredToken | None:
+        from app.auth import sha256
+
+        model = db.session.scalar(
+            select(Token).where(Token.token_hash == sha256(refresh_token), Token.kind == "refresh")
+        )
+        if model is None or model.revoked_at is not None or model.expires_at <= utcnow():
+            return None
+        grant = model.grant
+        if grant is None or grant.revoked_at is not None:
+            return None
+        if model.rotated_at is not None:
+            self._reuse(model)
+            return None
+        if grant.created_at + current_app.config["OAUTH_REFRESH_TOKEN_MAX_AGE"] <= utcnow():
+            return None
+        return StoredToken(model)
+
+    @staticmethod
+    def _reuse(model: Token) -> None:
+        # RFC 9700 §4.14.2: a rotated refresh token presented again means theft; end the grant.
+        assert model.grant_id is not None
+        tokens.revoke_grant(db.session, model.grant_id, "refresh_token_reuse")
+        security.warning(
+            "refresh_token_reuse",
+            extra={
+                "event": "refresh_token_reuse",
+                "client_id": model.client_id,
+                "grant_id": model.grant_id,
+            },
+        )
+
+    def authenticate_user(self, refresh_token: StoredToken) -> tokens.Subject:
+        """Rotate atomically: of two racing uses, the loser is treated as reuse."""
+        model = refresh_token.model
+        claimed = db.session.execute(
+            update(Token)
+            .where(Token.id == model.id, Token.rotated_at.is_(None), Token.revoked_at.is_(None))
+            .values(rotated_at=utcnow())
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            self._reuse(model)
+            raise InvalidGrantError("The refresh token was already used.")
+        account = db.session.get(Account, model.account_id)
+        if account is None or model.grant is None:
+            raise InvalidGrantError("The account behind this token no longer exists.")
+        return tokens.Subject(account, model.grant, refresh_scope=model.scope)
+
+    def revoke_old_credential(self, refresh_token: StoredToken) -> None:
+        """Nothing to do: the old token was marked rotated when it was claimed."""
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = SECRET_METHODS
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("This client may not use client_credentials.")
+        if client.model.owner_id is None:
+            raise UnauthorizedClientError("client_credentials needs a client with an owner.")
+        self.request.client = client
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        """Act as the owning account, within the client's allowed scopes (SPEC §4)."""
+        client: Client = self.request.client
+        owner = db.session.get(Account, client.model.owner_id)
+        if owner is None:
+            raise UnauthorizedClientError("The client's owner no longer exists.")
+        requested = scope_rules.split(self.request.payload.scope)
+        unknown = set(requested) - scope_rules.KNOWN
+        if unknown:
+            raise InvalidScopeError(f"Unknown scope: {' '.join(sorted(unknown))}.")
+        permission_scopes = [name for name in requested if name not in scope_rules.OIDC_SCOPES]
+        if not requested:
+            permission_scopes = [
+                name for name in client.model.scopes.split() if name not in scope_rules.OIDC_SCOPES
+            ]
+        decision = scope_rules.decide(
+            permission_scopes, client.model.scope_set, "explicit", account_permissions(owner)
+        )
+        if requested and len(decision.granted) != len(permission_scopes):
+            raise InvalidScopeError("Some requested scopes are not available to this client.")
+        subject = tokens.Subject(owner, None)
+        self.request.user = subject
+        token = self.generate_token(
+            user=subject, scope=" ".join(decision.granted), include_refresh_token=False
+        )
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class HearthOpenIDCode(OpenIDCode):
+    def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
+        return False  # nonces are echoed, not tracked: codes are single use already
+
+    def resolve_client_private_key(self, client: Client) -> Any:
+        return signing_key().key
+
+    def get_client_algorithm(self, client: Client) -> str:
+        return signing_key().alg
+
+    def get_encode_header(self, client: Client) -> dict[str, str]:
+        key = signing_key()
+        return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client: Client) -> dict[str, Any]:
+        now = int(time.time())
+        ttl = int(current_app.config["OAUTH_ACCESS_TOKEN_TTL"].total_seconds())
+        return {
+            "iss": current_app.config["PUBLIC_API_ADDRESS"],
+            "aud": [client.get_client_id()],
+            "iat": now,
+            "exp": now + ttl,
+        }
+
+    def generate_user_info(self, user: tokens.Subject, scope: str) -> UserInfo:
+        return UserInfo(userinfo_claims(user.account, scope))
+
+
+def userinfo_claims(account: Account, scope: str) -> dict[str, Any]:
+    """OIDC Core §5.4 claims by scope: profile → handle and name, email → address."""
+    names = set(scope.split())
+    claims: dict[str, Any] = {"sub": account.id}
+    if "profile" in names:
+        claims["preferred_username"] = account.handle
+        claims["name"] = account.name
+    if "email" in names and account.email:
+        claims["email"] = account.email
+        claims["email_verified"] = account.email_verified
+    return claims
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ALL_METHODS
+
+    def authenticate_token(self, request: OAuth2Request, client: Client) -> StoredToken | None:
+        self.check_params(request, client)
+        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
+        # RFC 7009 §2.2: another client's token is answered like an unknown one, and left alone.
+        if token is None or not token.check_client(client):
+            return None
+        return token
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> StoredToken | None:
+        model = tokens.find_token(db.session, signing_key(), token_string, token_type_hint)
+        return StoredToken(model) if model is not None else None
+
+    def revoke_token(self, token: StoredToken, request: OAuth2Request) -> None:
+        model = token.model
+        if model.kind == "refresh" and model.grant_id is not None:
+            tokens.revoke_grant(db.session, model.grant_id, "rfc7009_refresh_token")
+        elif model.revoked_at is None:
+            model.revoked_at = utcnow()
+            security.info(
+                "token_revoked", extra={"event": "revocation", "client_id": model.client_id}
+            )
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = SECRET_METHODS  # public clients cannot introspect (SPEC §4.3)
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> StoredToken | None:
+        model = tokens.find_token(db.session, signing_key(), token_string, token_type_hint)
+        return StoredToken(model) if model is not None else None
+
+    def check_permission(self, token: StoredToken, client: Client, request: OAuth2Request) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: StoredToken) -> dict[str, Any]:
+        model = token.model
+        if not tokens.is_active(model):
+            return {"active": False}
+        account = db.session.get(Account, model.account_id) if model.account_id else None
+        body: dict[str, Any] = {
+            "active": True,
+            "scope": model.scope,
+            "client_id": model.client_id,
+            "token_type": "Bearer" if model.kind == "access" else "refresh_token",
+            "exp": int(model.expires_at.timestamp()),
+            "iat": int(model.created_at.timestamp()),
+            "iss": current_app.config["PUBLIC_API_ADDRESS"],
+            "aud": model.audience,
+        }
+        if account is not None:
+            body["sub"] = account.id
+            body["username"] = account.handle
+        if model.kind == "access":
+            body["jti"] = model.id
+        return body
+
+
+class HearthAuthorizationServer(AuthorizationServer):
+    def query_client(self, client_id: str) -> Client | None:
+        model = db.session.get(OAuthClient, client_id)
+        return Client(model) if model is not None else None
+
+    def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
+        """Rows were staged by `generate_token`; the view commits."""
+
+    def generate_token(
+        self,
+        grant_type: str,
+        client: Client,
+        user: tokens.Subject | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        assert user is not None
+        audience = (
+            user.grant.resource
+            if user.grant is not None and user.grant.resource
+            else api_resource()
+        )
+        return tokens.issue(
+            db.session,
+            signing_key(),
+            current_app.config["PUBLIC_API_ADDRESS"],
+            client.model,
+            user,
+            scope or "",
+            audience,
+            _lifetimes(),
+            include_refresh_token and client.check_grant_type("refresh_token"),
+        )
+
+    def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
+        response: Response = super().handle_response(status_code, payload, headers)
+        # RFC 6749 §5.1: token responses and their errors are never cached.
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        return response
+
+
+def init_app(app: Flask) -> None:
+    server = HearthAuthorizationServer(app)
+    server.register_grant(
+        AuthorizationCodeGrant, [S256Only(required=True), HearthOpenIDCode(require_nonce=False)]
+    )
+    server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(Revocation)
+    server.register_endpoint(Introspection)
+    app.extensions["hearth_oauth_server"] = server
+    app.extensions["hearth_bearer_loader"] = bearer_loader
+
+
+def authorization_server() -> HearthAuthorizationServer:
+    server: HearthAuthorizationServer = current_app.extensions["hearth_oauth_server"]
+    return server
+
+
+def bearer_loader(presented: str) -> Any:
+    config = current_app.config
+    return tokens.principal_for_access_token(
+        db.session, signing_key(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
+    )
+
+
+__all__ = ["Permission", "authorization_server", "bearer_loader", "init_app"]

@@ -1,0 +1,259 @@
+"""Issuing, storing, validating and revoking tokens; grants as members see them.
+
+Access tokens are RFC 9068 JWTs whose `jti` is a row here, so Hearth's own API can reject a revoked
+token at once. Refresh tokens are opaque, stored as SHA-256 and rotated on every use.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from app.accounts.service import account_permissions
+from app.auth import Principal, sha256
+from app.db import new_id, rfc3339, utcnow
+from app.errors import NotFound
+from app.models import Account, Grant, OAuthClient, Token
+from app.oauth.keys import SigningKey
+
+security = logging.getLogger("hearth.security")
+
+
+@dataclass
+class Subject:
+    """Who a token is for, carried through Authlib as its `user`."""
+
+    account: Account
+    grant: Grant | None
+    auth_time: datetime | None = None
+    code_id: str | None = None
+    refresh_scope: str | None = None
+    issued: list[Token] = field(default_factory=list)
+
+    def get_user_id(self) -> str:
+        return self.account.id
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    access: timedelta
+    refresh: timedelta
+    refresh_max_age: timedelta
+
+
+def issue(
+    session: Session,
+    key: SigningKey,
+    issuer: str,
+    client: OAuthClient,
+    subject: Subject,
+    scope: str,
+    audience: str,
+    lifetimes: Lifetimes,
+    with_refresh: bool,
+) -> dict[str, Any]:
+    """Mint an access token (and maybe a refresh token) and stage their rows in the session."""
+    now = utcnow()
+    jti = new_id()
+    expires = now + lifetimes.access
+    claims = {
+        "iss": issuer,
+        "sub": subject.account.id,
+        "aud": audience,
+        "client_id": client.id,
+        "scope": scope,
+        "jti": jti,
+        "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+    }
+    if subject.auth_time is not None:
+        claims["auth_time"] = int(subject.auth_time.timestamp())
+    access_token = jwt.encode({"alg": key.alg, "typ": "at+jwt", "kid": key.kid}, claims, key.key)
+    grant_id = subject.grant.id if subject.grant is not None else None
+    rows = [
+        Token(
+            id=jti,
+            kind="access",
+            grant_id=grant_id,
+            client_id=client.id,
+            account_id=subject.account.id,
+            code_id=subject.code_id,
+            scope=scope,
+            audience=audience,
+            created_at=now,
+            expires_at=expires,
+        )
+    ]
+    response: dict[str, Any] = {
+        "token_type": "Bearer",
+        "access_token": access_token,
+        "expires_in": int(lifetimes.access.total_seconds()),
+        "scope": scope,
+    }
+    # Refresh tokens only with offline_access granted and the grant type allowed (SPEC §4.3).
+    if (
+        with_refresh
+        and subject.grant is not None
+        and "offline_access" in scope.split() + ((subject.refresh_scope or "").split())
+    ):
+        refresh = secrets.token_urlsafe(32)
+        limit = subject.grant.created_at + lifetimes.refresh_max_age
+        rows.append(
+            Token(
+                kind="refresh",
+                token_hash=sha256(refresh),
+                grant_id=grant_id,
+                client_id=client.id,
+                account_id=subject.account.id,
+                code_id=subject.code_id,
+                scope=subject.refresh_scope or scope,
+                audience=audience,
+                created_at=now,
+                expires_at=min(now + lifetimes.refresh, limit),
+            )
+        )
+        response["refresh_token"] = refresh
+    session.add_all(rows)
+    subject.issued = rows
+    if subject.grant is not None:
+        subject.grant.last_used_at = now
+    return response
+
+
+def revoke_grant(session: Session, grant_id: str, reason: str) -> None:
+    """Revoke a grant and every token issued under it."""
+    now = utcnow()
+    session.execute(
+        update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    session.execute(
+        update(Token)
+        .where(Token.grant_id == grant_id, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    security.info(
+        "grant_revoked", extra={"event": "revocation", "grant_id": grant_id, "reason": reason}
+    )
+
+
+def revoke_code_tokens(session: Session, grant_id: str, code_id: str) -> None:
+    """Code replay (RFC 6749 §4.1.2, SPEC §4.3): the grant and every token from that code go."""
+    now = utcnow()
+    session.execute(
+        update(Token)
+        .where(Token.code_id == code_id, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    revoke_grant(session, grant_id, "code_replay")
+
+
+def decode_access_token(
+    key: SigningKey, token: str, verify_expiry: bool = True
+) -> dict[str, Any] | None:
+    """Verify an access token's signature and type; return its claims or None."""
+    if token.count(".") != 2:
+        return None
+    try:
+        decoded = jwt.decode(token, key.key, algorithms=[key.alg])
+    except (JoseError, ValueError):
+        return None
+    if decoded.header.get("typ") != "at+jwt":
+        return None
+    claims = dict(decoded.claims)
+    if not isinstance(claims.get("jti"), str):
+        return None
+    if verify_expiry and not (isinstance(claims.get("exp"), int) and claims["exp"] > time.time()):
+        return None
+    return claims
+
+
+def find_token(session: Session, key: SigningKey, presented: str, hint: str | None) -> Token | None:
+    """Find the stored row of an access token (JWT) or refresh token (opaque)."""
+    claims = decode_access_token(key, presented, verify_expiry=False)
+    if claims is not None:
+        return session.get(Token, claims["jti"])
+    if hint == "access_token" and presented.count(".") == 2:
+        return None
+    return session.scalar(select(Token).where(Token.token_hash == sha256(presented)))
+
+
+def is_active(token: Token) -> bool:
+    if token.revoked_at is not None or token.expires_at <= utcnow():
+        return False
+    if token.kind == "refresh" and token.rotated_at is not None:
+        return False
+    return token.grant is None or token.grant.revoked_at is None
+
+
+def principal_for_access_token(
+    session: Session, key: SigningKey, presented: str, issuer: str, resource: str
+) -> Principal | None:
+    """Resolve a bearer token for Hearth's API: signature, issuer, audience, then the live row."""
+    claims = decode_access_token(key, presented)
+    if claims is None or claims.get("iss") != issuer:
+        return None
+    audience = claims.get("aud")
+    if audience != resource and not (isinstance(audience, list) and resource in audience):
+        return None
+    row = session.execute(
+        select(Token, Account)
+        .join(Account, Account.id == Token.account_id)
+        .outerjoin(Grant, Grant.id == Token.grant_id)
+        .where(
+            Token.id == claims["jti"],
+            Token.kind == "access",
+            Token.revoked_at.is_(None),
+            Token.expires_at > utcnow(),
+            or_(Token.grant_id.is_(None), Grant.revoked_at.is_(None)),
+        )
+    ).first()
+    if row is None:
+        return None
+    token, account = row
+    return Principal(
+        account,
+        account_permissions(account),
+        via="token",
+        scopes=frozenset(token.scope.split()),
+        client_id=token.client_id,
+    )
+
+
+def authorized_apps(session: Session, account: Account, max_age: timedelta) -> list[dict[str, Any]]:
+    grants = session.scalars(
+        select(Grant)
+        .where(
+            Grant.account_id == account.id,
+            Grant.revoked_at.is_(None),
+            Grant.created_at > utcnow() - max_age,
+        )
+        .order_by(Grant.created_at.desc())
+    )
+    return [
+        {
+            "grant_id": grant.id,
+            "client_id": grant.client_id,
+            "client_name": grant.client.name,
+            "scopes": grant.scope.split(),
+            "created_at": rfc3339(grant.created_at),
+            "last_used_at": rfc3339(grant.last_used_at),
+        }
+        for grant in grants
+    ]
+
+
+def revoke_authorized_app(session: Session, account: Account, grant_id: str) -> None:
+    grant = session.get(Grant, grant_id)
+    # Another account's grant reads as missing.
+    if grant is None or grant.account_id != account.id or grant.revoked_at is not None:
+        raise NotFound("No authorised app has that grant id.")
+    revoke_grant(session, grant.id, "revoked_by_account")
