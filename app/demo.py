@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
@@ -12,7 +13,8 @@ from app.accounts import service as accounts
 from app.accounts.schemas import SignUp
 from app.accounts.views import hasher
 from app.forum.service import slugify
-from app.models import Account, Category, Thread
+from app.models import Account, Category, OAuthClient, Thread
+from app.oauth import clients
 
 DEMO_ACCOUNTS = (
     ("admin", "keeper-of-the-hearth", "admin"),
@@ -27,6 +29,13 @@ DEMO_FORUM = {
         "Third-party apps connected to this community",
         [("Which apps do you use?", "Tell us what you connected and why.", "alice")],
     ),
+}
+
+DEMO_CLIENT: dict[str, Any] = {
+    "name": "Demo app",
+    "redirect_uris": ["http://127.0.0.1:8765/callback"],
+    "scopes": "openid profile email offline_access READ_PUBLISHED_THREADS CREATE_POST",
+    "public": True,
 }
 
 
@@ -57,5 +66,8 @@ def seed(session: Session) -> Iterator[str]:
                     )
                 )
                 yield f"thread {title}"
+    if session.scalar(select(OAuthClient.id).where(OAuthClient.name == DEMO_CLIENT["name"])) is None:
+        client, _secret = clients.create(session, clients.ClientFields(**DEMO_CLIENT))
+        yield f"public OAuth client {client.name}: client_id={client.id}"
     session.flush()
     yield f"sign in at {current_app.config['PUBLIC_WEB_ADDRESS']}/login"

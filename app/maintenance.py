@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.accounts.service import delete_expired_sessions
+from app.db import utcnow
+from app.models import AuthorizationCode, PendingRequest, Token
 
 Deleter = Callable[[Session, int], int]
-DELETERS: dict[str, Deleter] = {"sessions": delete_expired_sessions}
+
+
+def _expired(model: Any) -> Deleter:
+    """Delete up to `batch` rows whose expiry has passed, using the expires_at index."""
+
+    def deleter(session: Session, batch: int) -> int:
+        ids = session.scalars(
+            select(model.id).where(model.expires_at <= utcnow()).limit(batch)
+        ).all()
+        if ids:
+            session.execute(delete(model).where(model.id.in_(ids)))
+        return len(ids)
+
+    return deleter
+
+
+DELETERS: dict[str, Deleter] = {
+    "sessions": delete_expired_sessions,
+    "pending_requests": _expired(PendingRequest),
+    "codes": _expired(AuthorizationCode),
+    "tokens": _expired(Token),
+}
 
 
 def cleanup(session: Session, batch: int = 1000) -> dict[str, int]:

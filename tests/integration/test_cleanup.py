@@ -1,0 +1,59 @@
+"""`hearth cleanup` removes expired rows in bounded batches and leaves live ones."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask
+from flask.testing import FlaskCliRunner
+from sqlalchemy import func, select
+
+from app.db import utcnow
+from app.extensions import db
+from app.models import Account, AuthSession, Grant, OAuthClient, PendingRequest, Token
+from tests.conftest import AuthActions
+
+
+def _count(model: type) -> int:
+    return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_cleanup_deletes_expired_rows_in_batches(
+    app: Flask, runner: FlaskCliRunner, auth: AuthActions
+) -> None:
+    auth.signup("alice")
+    now = utcnow()
+    with app.app_context():
+        account = db.session.scalar(select(Account))
+        assert account is not None
+        client = OAuthClient(
+            id="hc_test", name="Test", public=True, token_endpoint_auth_method="none",
+            redirect_uris="https://app.example/cb", scopes="openid", grant_types="authorization_code",
+        )
+        grant = Grant(account_id=account.id, client=client, scope="openid", resource="x")
+        db.session.add_all([client, grant])
+        db.session.flush()
+        for n in range(5):
+            db.session.add(AuthSession(token_hash=f"{n:064d}", account_id=account.id,
+                                       expires_at=now - timedelta(seconds=1)))
+            db.session.add(PendingRequest(
+                request_hash=f"{n:064d}", account_id=account.id, client_id=client.id,
+                redirect_uri="https://app.example/cb", code_challenge="x" * 43, auth_time=now,
+                expires_at=now - timedelta(seconds=1),
+            ))
+            db.session.add(Token(kind="access", grant_id=grant.id, client_id=client.id,
+                                 account_id=account.id, audience="x",
+                                 expires_at=now - timedelta(seconds=1)))
+        live = Token(kind="access", grant_id=grant.id, client_id=client.id,
+                     account_id=account.id, audience="x", expires_at=now + timedelta(hours=1))
+        db.session.add(live)
+        db.session.commit()
+
+    result = runner.invoke(args=["cleanup", "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "sessions=5 pending_requests=5 codes=0 tokens=5"
+
+    with app.app_context():
+        assert _count(PendingRequest) == 0
+        assert db.session.scalars(select(Token.id)).all() == [live.id]
+        assert _count(AuthSession) == 1  # alice's live session from sign-up
