@@ -66,7 +66,10 @@ def seed(session: Session) -> Iterator[str]:
                     )
                 )
                 yield f"thread {title}"
-    if session.scalar(select(OAuthClient.id).where(OAuthClient.name == DEMO_CLIENT["name"])) is None:
+    if (
+        session.scalar(select(OAuthClient.id).where(OAuthClient.name == DEMO_CLIENT["name"]))
+        is None
+    ):
         client, _secret = clients.create(session, clients.ClientFields(**DEMO_CLIENT))
         yield f"public OAuth client {client.name}: client_id={client.id}"
     session.flush()

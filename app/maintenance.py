@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+from flask import Flask, Response
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.accounts.service import delete_expired_sessions
 from app.db import utcnow
+from app.extensions import db
 from app.models import AuthorizationCode, PendingRequest, Token
 
+log = logging.getLogger("hearth.maintenance")
 Deleter = Callable[[Session, int], int]
+PERIODIC_BATCH = 500
 
 
 def _expired(model: Any) -> Deleter:
@@ -50,3 +58,33 @@ def cleanup(session: Session, batch: int = 1000) -> dict[str, int]:
                 break
         counts[name] = total
     return counts
+
+
+def init_app(app: Flask) -> None:
+    """Run one bounded cleanup pass now and then, after a response has been sent (SPEC §1)."""
+    interval = app.config.get("CLEANUP_INTERVAL", timedelta(minutes=10))
+    state = {"next": time.monotonic() + interval.total_seconds(), "running": False}
+    lock = threading.Lock()
+
+    def run() -> None:
+        try:
+            with app.app_context():
+                for deleter in DELETERS.values():
+                    deleter(db.session, PERIODIC_BATCH)
+                    db.session.commit()
+        except Exception:
+            log.exception("periodic cleanup failed")
+        finally:
+            state["running"] = False
+
+    @app.after_request
+    def _maybe_cleanup(response: Response) -> Response:
+        now = time.monotonic()
+        if now < state["next"]:
+            return response
+        with lock:
+            if state["running"] or now < state["next"]:
+                return response
+            state["running"], state["next"] = True, now + interval.total_seconds()
+        response.call_on_close(run)
+        return response

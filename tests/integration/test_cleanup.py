@@ -27,25 +27,54 @@ def test_cleanup_deletes_expired_rows_in_batches(
         account = db.session.scalar(select(Account))
         assert account is not None
         client = OAuthClient(
-            id="hc_test", name="Test", public=True, token_endpoint_auth_method="none",
-            redirect_uris="https://app.example/cb", scopes="openid", grant_types="authorization_code",
+            id="hc_test",
+            name="Test",
+            public=True,
+            token_endpoint_auth_method="none",
+            redirect_uris="https://app.example/cb",
+            scopes="openid",
+            grant_types="authorization_code",
         )
         grant = Grant(account_id=account.id, client=client, scope="openid", resource="x")
         db.session.add_all([client, grant])
         db.session.flush()
         for n in range(5):
-            db.session.add(AuthSession(token_hash=f"{n:064d}", account_id=account.id,
-                                       expires_at=now - timedelta(seconds=1)))
-            db.session.add(PendingRequest(
-                request_hash=f"{n:064d}", account_id=account.id, client_id=client.id,
-                redirect_uri="https://app.example/cb", code_challenge="x" * 43, auth_time=now,
-                expires_at=now - timedelta(seconds=1),
-            ))
-            db.session.add(Token(kind="access", grant_id=grant.id, client_id=client.id,
-                                 account_id=account.id, audience="x",
-                                 expires_at=now - timedelta(seconds=1)))
-        live = Token(kind="access", grant_id=grant.id, client_id=client.id,
-                     account_id=account.id, audience="x", expires_at=now + timedelta(hours=1))
+            db.session.add(
+                AuthSession(
+                    token_hash=f"{n:064d}",
+                    account_id=account.id,
+                    expires_at=now - timedelta(seconds=1),
+                )
+            )
+            db.session.add(
+                PendingRequest(
+                    request_hash=f"{n:064d}",
+                    account_id=account.id,
+                    client_id=client.id,
+                    redirect_uri="https://app.example/cb",
+                    code_challenge="x" * 43,
+                    auth_time=now,
+                    expires_at=now - timedelta(seconds=1),
+                )
+            )
+            db.session.add(
+                Token(
+                    kind="access",
+                    grant_id=grant.id,
+                    client_id=client.id,
+                    account_id=account.id,
+                    audience="x",
+                    expires_at=now - timedelta(seconds=1),
+                )
+            )
+        live = Token(
+            kind="access",
+            grant_id=grant.id,
+            client_id=client.id,
+            account_id=account.id,
+            audience="x",
+            expires_at=now + timedelta(hours=1),
+        )
         db.session.add(live)
         db.session.commit()
 
@@ -57,3 +86,30 @@ def test_cleanup_deletes_expired_rows_in_batches(
         assert _count(PendingRequest) == 0
         assert db.session.scalars(select(Token.id)).all() == [live.id]
         assert _count(AuthSession) == 1  # alice's live session from sign-up
+
+
+def test_api_runs_cleanup_periodically(database_url: str) -> None:
+    from tests.conftest import make_app
+
+    app = make_app(database_url, CLEANUP_INTERVAL=timedelta(seconds=0))
+    created = app.test_cli_runner().invoke(
+        args=["accounts", "create", "bob-the-builder", "--password", "sturdy-pass-99"]
+    )
+    assert created.exit_code == 0
+    with app.app_context():
+        db.session.add(
+            AuthSession(
+                token_hash="f" * 64,
+                account_id=db.session.scalar(select(Account.id)),
+                expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+        db.session.commit()
+    response = app.test_client().get("/api/threads")
+    assert response.status_code == 200
+    response.close()  # the pass runs once the response is closed
+    with app.app_context():
+        assert (
+            db.session.scalar(select(AuthSession.id).where(AuthSession.token_hash == "f" * 64))
+            is None
+        )
