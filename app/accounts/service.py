@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app import permissions
 from app.accounts.schemas import SignUp
@@ -120,12 +120,18 @@ def end_session(session: Session, token: str) -> None:
 
 def principal_for_session(session: Session, token: str) -> Principal | None:
     """Resolve a session cookie to a principal, or None when unknown, expired or signed out."""
-    row = session.scalar(
-        select(AuthSession).where(
-            AuthSession.token_hash == sha256(token),
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > utcnow(),
+    row = (
+        session.execute(
+            select(AuthSession)
+            .options(joinedload(AuthSession.account).joinedload(Account.roles))
+            .where(
+                AuthSession.token_hash == sha256(token),
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > utcnow(),
+            )
         )
+        .unique()
+        .scalar_one_or_none()
     )
     if row is None:
         return None

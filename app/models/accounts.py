@@ -24,7 +24,7 @@ class Account(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     roles: Mapped[list[Role]] = relationship(
-        secondary="account_roles", order_by="Role.name", lazy="selectin"
+        secondary="account_roles", order_by="Role.name", lazy="select"
     )
 
 

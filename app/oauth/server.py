@@ -29,6 +29,7 @@ from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, Response, current_app
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from app.accounts.service import account_permissions
 from app.db import utcnow
@@ -210,7 +211,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         from app.auth import sha256
 
         model = db.session.scalar(
-            select(Token).where(Token.token_hash == sha256(refresh_token), Token.kind == "refresh")
+            select(Token)
+            .options(joinedload(Token.grant))
+            .where(Token.token_hash == sha256(refresh_token), Token.kind == "refresh")
         )
         if model is None or model.revoked_at is not None or model.expires_at <= utcnow():
             return None

@@ -16,7 +16,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.accounts.service import account_permissions
 from app.auth import Principal, sha256
@@ -83,6 +83,7 @@ def issue(
         Token(
             id=jti,
             kind="access",
+            token_hash=None,
             grant_id=grant_id,
             client_id=client.id,
             account_id=subject.account.id,
@@ -109,6 +110,7 @@ def issue(
         limit = subject.grant.created_at + lifetimes.refresh_max_age
         rows.append(
             Token(
+                id=new_id(),
                 kind="refresh",
                 token_hash=sha256(refresh),
                 grant_id=grant_id,
@@ -204,18 +206,23 @@ def principal_for_access_token(
     audience = claims.get("aud")
     if audience != resource and not (isinstance(audience, list) and resource in audience):
         return None
-    row = session.execute(
-        select(Token, Account)
-        .join(Account, Account.id == Token.account_id)
-        .outerjoin(Grant, Grant.id == Token.grant_id)
-        .where(
-            Token.id == claims["jti"],
-            Token.kind == "access",
-            Token.revoked_at.is_(None),
-            Token.expires_at > utcnow(),
-            or_(Token.grant_id.is_(None), Grant.revoked_at.is_(None)),
+    row = (
+        session.execute(
+            select(Token, Account)
+            .join(Account, Account.id == Token.account_id)
+            .options(joinedload(Account.roles))
+            .outerjoin(Grant, Grant.id == Token.grant_id)
+            .where(
+                Token.id == claims["jti"],
+                Token.kind == "access",
+                Token.revoked_at.is_(None),
+                Token.expires_at > utcnow(),
+                or_(Token.grant_id.is_(None), Grant.revoked_at.is_(None)),
+            )
         )
-    ).first()
+        .unique()
+        .first()
+    )
     if row is None:
         return None
     token, account = row
