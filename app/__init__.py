@@ -30,6 +30,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from app import meta
     from app.accounts.views import bp as accounts_bp
+    from app.federation.views import bp as federation_bp
     from app.forum.views import bp as forum_bp
     from app.oauth.views import bp as oauth_bp
     from app.oauth.views import init_cors
@@ -38,6 +39,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(forum_bp)
     app.register_blueprint(oauth_bp)
+    app.register_blueprint(federation_bp)
     init_cors(app)
 
     errors.register(app)

@@ -23,8 +23,16 @@ SCOPE = "openid profile email offline_access READ_PUBLISHED_THREADS CREATE_POST"
 def create_client(live_api: LiveServer, *args: str) -> dict[str, Any]:
     result = live_api.app.test_cli_runner().invoke(
         args=[
-            "clients", "create", "--name", "Test app", "--redirect-uri", REDIRECT_URI,
-            "--scopes", SCOPE, "--json", *args,
+            "clients",
+            "create",
+            "--name",
+            "Test app",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--scopes",
+            SCOPE,
+            "--json",
+            *args,
         ]
     )
     assert result.exit_code == 0, result.output
@@ -65,7 +73,9 @@ def approve(live_api: LiveServer, browser: requests.Session, authorization_url: 
     return location
 
 
-def check_id_token(live_api: LiveServer, token: dict[str, Any], client_id: str, nonce: str) -> dict[str, Any]:
+def check_id_token(
+    live_api: LiveServer, token: dict[str, Any], client_id: str, nonce: str
+) -> dict[str, Any]:
     keys = KeySet.import_key_set(requests.get(f"{live_api.url}/api/oauth/jwks", timeout=10).json())
     decoded = jwt.decode(token["id_token"], keys)
     claims = dict(decoded.claims)
@@ -129,8 +139,11 @@ def test_full_flow_with_authlib_client(live_api: LiveServer, kind: str) -> None:
     assert api.json()["permissions"] == ["READ_PUBLISHED_THREADS", "CREATE_POST"]
     info = oauth.get(f"{live_api.url}/api/oauth/userinfo", timeout=10).json()
     assert info == {
-        "sub": me["id"], "preferred_username": "alice", "name": "alice",
-        "email": "alice@example.org", "email_verified": False,
+        "sub": me["id"],
+        "preferred_username": "alice",
+        "name": "alice",
+        "email": "alice@example.org",
+        "email_verified": False,
     }
 
     old_refresh = token["refresh_token"]
@@ -139,7 +152,8 @@ def test_full_flow_with_authlib_client(live_api: LiveServer, kind: str) -> None:
     assert oauth.get(f"{live_api.url}/api/accounts/self", timeout=10).status_code == 200
 
     revoked = oauth.revoke_token(
-        f"{live_api.url}/api/oauth/revoke", token=refreshed["refresh_token"],
+        f"{live_api.url}/api/oauth/revoke",
+        token=refreshed["refresh_token"],
         token_type_hint="refresh_token",
     )
     assert revoked.status_code == 200
@@ -155,8 +169,11 @@ def test_parallel_redemptions_of_one_code_exactly_one_wins(live_api: LiveServer)
     created = create_client(live_api)
     browser = browser_signed_in(live_api, "alice")
     oauth = OAuth2Session(
-        client_id=created["client_id"], client_secret=created["client_secret"], scope=SCOPE,
-        redirect_uri=REDIRECT_URI, code_challenge_method="S256",
+        client_id=created["client_id"],
+        client_secret=created["client_secret"],
+        scope=SCOPE,
+        redirect_uri=REDIRECT_URI,
+        code_challenge_method="S256",
     )
     verifier = secrets.token_urlsafe(48)
     url, _state = oauth.create_authorization_url(
@@ -164,7 +181,9 @@ def test_parallel_redemptions_of_one_code_exactly_one_wins(live_api: LiveServer)
     )
     code = parse_qs(urlsplit(approve(live_api, browser, url)).query)["code"][0]
     form = {
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
         "code_verifier": verifier,
     }
     start = threading.Barrier(8)
@@ -174,8 +193,10 @@ def test_parallel_redemptions_of_one_code_exactly_one_wins(live_api: LiveServer)
     def redeem() -> None:
         start.wait(timeout=10)
         response = requests.post(
-            f"{live_api.url}/api/oauth/token", data=form,
-            auth=(created["client_id"], created["client_secret"]), timeout=30,
+            f"{live_api.url}/api/oauth/token",
+            data=form,
+            auth=(created["client_id"], created["client_secret"]),
+            timeout=30,
         )
         with lock:
             results.append(response)
@@ -193,6 +214,7 @@ def test_parallel_redemptions_of_one_code_exactly_one_wins(live_api: LiveServer)
     # The losing redemptions were valid replays: the grant and the winner's tokens are revoked.
     api = requests.get(
         f"{live_api.url}/api/accounts/self",
-        headers={"Authorization": f"Bearer {winner['access_token']}"}, timeout=10,
+        headers={"Authorization": f"Bearer {winner['access_token']}"},
+        timeout=10,
     )
     assert api.status_code == 401

@@ -1,0 +1,1 @@
+"""Sign-in with upstream identity providers (SPEC §6)."""
