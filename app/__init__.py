@@ -17,10 +17,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         app.config.update(overrides)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from app import auth, errors
+    from app import auth, errors, observability
     from app.extensions import db
+    from app.ratelimit import limiter
 
+    observability.init_app(app)
     db.init_app(app)
+    limiter.init_app(app)
     auth.init_app(app)
 
     from app.oauth import keys, server

@@ -19,6 +19,7 @@ from app.auth import Principal, sha256
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound, ValidationFailed
 from app.models import Account, AccountRole, AuthSession, Role
+from app.observability import security_event
 from app.permissions import Permission
 
 
@@ -88,10 +89,12 @@ def authenticate(session: Session, hasher: PasswordHasher, handle: str, password
     if account is None or account.password_hash is None:
         with contextlib.suppress(VerificationError):
             hasher.verify(_dummy_hash(hasher), password)
+        security_event("signin_failure", handle=handle[:30], reason="unknown_handle")
         raise InvalidCredentials()
     try:
         hasher.verify(account.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
+        security_event("signin_failure", handle=account.handle, reason="wrong_password")
         raise InvalidCredentials() from None
     if hasher.check_needs_rehash(account.password_hash):
         account.password_hash = hasher.hash(password)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -21,9 +20,8 @@ from app.db import rfc3339, utcnow
 from app.errors import HearthError, InvalidRequest
 from app.models import AuthorizationCode, Grant, OAuthClient, PendingRequest
 from app.oauth import scopes as scope_rules
+from app.observability import security_event
 from app.permissions import Permission
-
-security = logging.getLogger("hearth.security")
 
 # RFC 7636 §4.2: S256 challenges are base64url(SHA-256) = 43 characters.
 S256_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -304,14 +302,11 @@ def decide(
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise UnknownRequest()
-    security.info(
+    security_event(
         "consent_decision",
-        extra={
-            "event": "consent_decision",
-            "decision": "approve" if approve else "deny",
-            "account_id": principal.account.id,
-            "client_id": pending.client_id,
-        },
+        decision="approve" if approve else "deny",
+        account_id=principal.account.id,
+        client_id=pending.client_id,
     )
     if not approve:
         location = error_location(

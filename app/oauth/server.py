@@ -6,7 +6,6 @@ Core); these adapters only read and stage rows. The view commits once per reques
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -39,9 +38,9 @@ from app.oauth import clients, tokens
 from app.oauth import scopes as scope_rules
 from app.oauth.authorize import redirect_uri_matches
 from app.oauth.keys import signing_key
+from app.observability import security_event
 from app.permissions import Permission
 
-security = logging.getLogger("hearth.security")
 ALL_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 
@@ -182,14 +181,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
-            security.warning(
-                "code_replay",
-                extra={
-                    "event": "code_replay",
-                    "client_id": code.client_id,
-                    "grant_id": code.grant_id,
-                },
-            )
+            security_event("code_replay", client_id=code.client_id, grant_id=code.grant_id)
             raise InvalidGrantError("The code was already used; its tokens are revoked.")
         grant = code.grant
         if grant.revoked_at is not None:
@@ -232,14 +224,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         # RFC 9700 §4.14.2: a rotated refresh token presented again means theft; end the grant.
         assert model.grant_id is not None
         tokens.revoke_grant(db.session, model.grant_id, "refresh_token_reuse")
-        security.warning(
-            "refresh_token_reuse",
-            extra={
-                "event": "refresh_token_reuse",
-                "client_id": model.client_id,
-                "grant_id": model.grant_id,
-            },
-        )
+        security_event("refresh_token_reuse", client_id=model.client_id, grant_id=model.grant_id)
 
     def authenticate_user(self, refresh_token: StoredToken) -> tokens.Subject:
         """Rotate atomically: of two racing uses, the loser is treated as reuse."""
@@ -363,9 +348,7 @@ class Revocation(RevocationEndpoint):
             tokens.revoke_grant(db.session, model.grant_id, "rfc7009_refresh_token")
         elif model.revoked_at is None:
             model.revoked_at = utcnow()
-            security.info(
-                "token_revoked", extra={"event": "revocation", "client_id": model.client_id}
-            )
+            security_event("revocation", client_id=model.client_id)
 
 
 class Introspection(IntrospectionEndpoint):

@@ -6,7 +6,6 @@ token at once. Refresh tokens are opaque, stored as SHA-256 and rotated on every
 
 from __future__ import annotations
 
-import logging
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -24,8 +23,7 @@ from app.db import new_id, rfc3339, utcnow
 from app.errors import NotFound
 from app.models import Account, Grant, OAuthClient, Token
 from app.oauth.keys import SigningKey
-
-security = logging.getLogger("hearth.security")
+from app.observability import security_event
 
 
 @dataclass
@@ -142,9 +140,7 @@ def revoke_grant(session: Session, grant_id: str, reason: str) -> None:
         .where(Token.grant_id == grant_id, Token.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    security.info(
-        "grant_revoked", extra={"event": "revocation", "grant_id": grant_id, "reason": reason}
-    )
+    security_event("revocation", grant_id=grant_id, reason=reason)
 
 
 def revoke_code_tokens(session: Session, grant_id: str, code_id: str) -> None:

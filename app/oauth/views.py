@@ -19,8 +19,10 @@ from app.oauth import clients, metadata, tokens
 from app.oauth import schemas as s
 from app.oauth.keys import signing_key
 from app.oauth.server import api_resource, authorization_server, userinfo_claims
+from app.observability import security_event
 from app.openapi import operation
 from app.permissions import Permission
+from app.ratelimit import REGISTRATION_PER_IP, TOKEN_PER_CLIENT, client_key, limiter
 from app.requests import json_body
 
 bp = Blueprint("oauth", __name__)
@@ -259,6 +261,7 @@ def _oauth_error(error: HearthError) -> Response:
 
 
 @bp.post("/api/oauth/token")
+@limiter.limit(TOKEN_PER_CLIENT, key_func=client_key)
 @cors
 @operation(
     "Token endpoint: authorization_code, refresh_token, client_credentials",
@@ -282,6 +285,7 @@ def token() -> Response:
 
 
 @bp.post("/api/oauth/revoke")
+@limiter.limit(TOKEN_PER_CLIENT, key_func=client_key)
 @cors
 @operation(
     "RFC 7009 token revocation",
@@ -304,6 +308,7 @@ def revoke() -> Response:
 
 
 @bp.post("/api/oauth/introspect")
+@limiter.limit(TOKEN_PER_CLIENT, key_func=client_key)
 @cors
 @operation(
     "RFC 7662 token introspection (confidential clients, their own tokens)",
@@ -418,6 +423,7 @@ def resource_metadata_root() -> Response:
 
 
 @bp.post("/api/oauth/register")
+@limiter.limit(REGISTRATION_PER_IP)
 @cors
 @operation(
     "RFC 7591 dynamic client registration (when enabled)",
@@ -517,7 +523,7 @@ def admin_create_client() -> Response:
     fields = json_body(clients.ClientFields)
     client, secret = clients.create(db.session, fields)
     db.session.commit()
-    security_event("client_created", client.id)
+    security_event("client_created", client_id=client.id)
     response = jsonify(clients.client_json(client, secret))
     response.status_code = 201
     response.headers["Cache-Control"] = "no-store"
@@ -563,7 +569,7 @@ def admin_delete_client(client_id: str) -> Response:
     _admin()
     clients.delete(db.session, client_id)
     db.session.commit()
-    security_event("client_deleted", client_id)
+    security_event("client_deleted", client_id=client_id)
     return Response(status=204)
 
 
@@ -578,13 +584,7 @@ def admin_rotate_secret(client_id: str) -> Response:
     _admin()
     client, secret = clients.rotate_secret(db.session, client_id)
     db.session.commit()
-    security_event("client_secret_rotated", client.id)
+    security_event("client_rotated", client_id=client.id)
     response = jsonify(clients.client_json(client, secret))
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def security_event(event: str, client_id: str) -> None:
-    import logging
-
-    logging.getLogger("hearth.security").info(event, extra={"event": event, "client_id": client_id})

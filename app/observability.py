@@ -1,0 +1,83 @@
+"""Structured logs: one JSON line per request and one per security event, never a secret.
+
+Request lines carry method, path (never the query string, which can hold codes and state),
+status, duration and the request id; `X-Request-ID` is taken from the request when it is a safe
+token and generated otherwise, and always returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g, has_request_context, request
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+access = logging.getLogger("hearth.access")
+security = logging.getLogger("hearth.security")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if "request_id" not in line and has_request_context():
+            line["request_id"] = g.get("request_id")
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def security_event(event: str, **fields: Any) -> None:
+    """Record a security event (sign-in failure, consent decision, replay, revocation, …)."""
+    security.info(event, extra={"event": event, **fields})
+
+
+def init_app(app: Flask) -> None:
+    logger = logging.getLogger("hearth")
+    logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
+    if not any(getattr(h, "_hearth", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._hearth = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID.match(given) else secrets.token_hex(16)
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        request_id = g.get("request_id") or secrets.token_hex(16)
+        response.headers["X-Request-ID"] = request_id
+        started = g.get("started")
+        access.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2)
+                if started
+                else None,
+                "request_id": request_id,
+            },
+        )
+        return response

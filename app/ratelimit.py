@@ -1,0 +1,41 @@
+"""Rate limits (SPEC §1): sign-in, the token-family endpoints and registration."""
+
+from __future__ import annotations
+
+import base64
+from urllib.parse import unquote
+
+from flask import request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+# RATELIMIT_ENABLED and RATELIMIT_STORAGE_URI come from config.py under Flask-Limiter's own names.
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True, default_limits=[])
+
+SIGNIN_PER_HANDLE = "10/minute"
+SIGNIN_PER_IP = "100/minute"
+TOKEN_PER_CLIENT = "1200/minute"
+REGISTRATION_PER_IP = "20/hour"
+
+
+def signin_key() -> str:
+    """(IP, handle): slows guessing one account's password without locking its owner out."""
+    body = request.get_json(silent=True)
+    handle = body.get("handle") if isinstance(body, dict) else None
+    handle = handle.strip().lower()[:64] if isinstance(handle, str) else ""
+    return f"{get_remote_address()}|{handle}"
+
+
+def client_key() -> str:
+    """The client id from Basic credentials or the form, else the address."""
+    authorization = request.headers.get("Authorization", "")
+    if authorization.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+            return "client:" + unquote(decoded.split(":", 1)[0])[:128]
+        except (ValueError, UnicodeDecodeError):
+            pass
+    client_id = request.form.get("client_id")
+    if client_id:
+        return "client:" + client_id[:128]
+    return "ip:" + get_remote_address()
