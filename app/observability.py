@@ -51,7 +51,10 @@ def security_event(event: str, **fields: Any) -> None:
 def init_app(app: Flask) -> None:
     logger = logging.getLogger("hearth")
     logger.setLevel(app.config.get("LOG_LEVEL", "INFO"))
-    if not any(getattr(h, "_hearth", False) for h in logger.handlers):
+    # Under test, records reach pytest through propagation; no second copy on stderr.
+    if not app.config.get("TESTING") and not any(
+        getattr(h, "_hearth", False) for h in logger.handlers
+    ):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         handler._hearth = True  # type: ignore[attr-defined]

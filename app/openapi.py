@@ -56,7 +56,7 @@ def operation(
 
 _ERROR = {
     "type": "object",
-    "required": ["error", "error_description"],
+    "required": ["error"],
     "properties": {
         "error": {"type": "string"},
         "error_description": {"type": "string"},
@@ -75,6 +75,29 @@ _STATUS_TEXT = {
     409: "Conflict",
     415: "Not JSON",
 }
+
+
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+
+
+def _implied_responses(path: str, method: str, op: Operation, view: Any) -> dict[int, str]:
+    """Answers every operation of a kind can give, so no route under-documents them."""
+    implied: dict[int, str] = {}
+    protocol = getattr(view, "_hearth_protocol_endpoint", False)
+    if op.body is not None or op.form is not None:
+        implied[400] = "Invalid request"
+    if method in WRITE_METHODS and not protocol:
+        implied[403] = "Cross-site request rejected, or forbidden"
+        if method != "delete":
+            implied[415] = "The body is not application/json"
+    if op.auth or op.permission is not None:
+        implied[401] = "Not signed in, or the bearer token is invalid"
+        implied[403] = "Forbidden"
+    if "{" in path:
+        implied[404] = "Not found"
+    if getattr(view, "_hearth_rate_limited", False):
+        implied[429] = "Too many requests"
+    return implied
 
 
 def openapi_path(rule: str) -> str:
@@ -151,6 +174,8 @@ def document(app: Flask) -> dict[str, Any]:
                     {"bearer": []},
                 ]
             )
+        for status, text in _implied_responses(path, method, op, view).items():
+            op.responses.setdefault(status, text)
         for status, response in sorted(op.responses.items()):
             if isinstance(response, str):
                 if status >= 400:

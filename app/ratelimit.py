@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote
 
 from flask import request
@@ -10,12 +12,24 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 # RATELIMIT_ENABLED and RATELIMIT_STORAGE_URI come from config.py under Flask-Limiter's own names.
+F = TypeVar("F", bound=Callable[..., Any])
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True, default_limits=[])
 
 SIGNIN_PER_HANDLE = "10/minute"
 SIGNIN_PER_IP = "100/minute"
 TOKEN_PER_CLIENT = "1200/minute"
 REGISTRATION_PER_IP = "20/hour"
+
+
+def limit(value: str, key_func: Callable[[], str] | None = None) -> Callable[[F], F]:
+    """Apply a Flask-Limiter limit and mark the view so its OpenAPI entry lists 429."""
+
+    def decorate(view: F) -> F:
+        wrapped: Any = limiter.limit(value, key_func=key_func)(view)
+        wrapped._hearth_rate_limited = True
+        return cast(F, wrapped)
+
+    return decorate
 
 
 def signin_key() -> str:

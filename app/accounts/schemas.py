@@ -70,8 +70,13 @@ def normalise_handle(value: str) -> str:
 
 
 class SignUp(Strict):
-    handle: str = Field(max_length=30, description="3 to 30 letters, digits, '-' or '_'")
-    password: str = Field(max_length=PASSWORD_MAX)
+    # The pattern is published in the schema; the validator enforces it with a readable message.
+    handle: str = Field(
+        max_length=30,
+        description="3 to 30 letters, digits, '-' or '_'; stored lowercase",
+        json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{2,29}$"},
+    )
+    password: str = Field(max_length=PASSWORD_MAX, json_schema_extra={"minLength": PASSWORD_MIN})
     email: str | None = Field(default=None, max_length=254)
 
     _handle = field_validator("handle")(normalise_handle)

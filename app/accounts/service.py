@@ -62,7 +62,9 @@ def sign_up(
 ) -> Account:
     """Create a password account with the default role (plus `roles`)."""
     if find_by_handle(session, form.handle) is not None:
-        raise Conflict("That handle is already taken.", extra={"fields": {"handle": "taken"}})
+        raise Conflict(
+            "That handle is already taken.", extra={"fields": {"handle": "is already taken"}}
+        )
     account = Account(
         handle=form.handle,
         name=form.handle,
@@ -78,7 +80,7 @@ def sign_up(
         # Lost a race with another sign-up of the same handle.
         session.rollback()
         raise Conflict(
-            "That handle is already taken.", extra={"fields": {"handle": "taken"}}
+            "That handle is already taken.", extra={"fields": {"handle": "is already taken"}}
         ) from None
     return account
 

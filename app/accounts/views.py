@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import Account
 from app.openapi import operation
 from app.permissions import Permission
-from app.ratelimit import SIGNIN_PER_HANDLE, SIGNIN_PER_IP, limiter, signin_key
+from app.ratelimit import SIGNIN_PER_HANDLE, SIGNIN_PER_IP, limit, signin_key
 from app.requests import json_body
 
 bp = Blueprint("accounts", __name__)
@@ -79,8 +79,8 @@ def signup() -> Response:
 
 
 @bp.post("/api/auth/password/signin")
-@limiter.limit(SIGNIN_PER_HANDLE, key_func=signin_key)
-@limiter.limit(SIGNIN_PER_IP)
+@limit(SIGNIN_PER_HANDLE, key_func=signin_key)
+@limit(SIGNIN_PER_IP)
 @operation(
     "Sign in with a handle and password",
     tag="auth",

@@ -42,7 +42,7 @@ def _limit() -> int:
 
 
 def _cursor() -> str | None:
-    cursor = request.args.get("cursor")
+    cursor = request.args.get("cursor") or None
     if cursor is not None and (len(cursor) != 26 or not cursor.isalnum()):
         raise ValidationFailed({"cursor": "not a cursor this API returned"})
     return cursor
@@ -103,7 +103,11 @@ def create_category() -> Response:
 )
 def list_threads() -> Response:
     rows, next_cursor = service.list_threads(
-        db.session, actor(), category=request.args.get("category"), cursor=_cursor(), limit=_limit()
+        db.session,
+        actor(),
+        category=request.args.get("category") or None,
+        cursor=_cursor(),
+        limit=_limit(),
     )
     items = [
         {

@@ -22,7 +22,7 @@ from app.oauth.server import api_resource, authorization_server, userinfo_claims
 from app.observability import security_event
 from app.openapi import operation
 from app.permissions import Permission
-from app.ratelimit import REGISTRATION_PER_IP, TOKEN_PER_CLIENT, client_key, limiter
+from app.ratelimit import REGISTRATION_PER_IP, TOKEN_PER_CLIENT, client_key, limit
 from app.requests import json_body
 
 bp = Blueprint("oauth", __name__)
@@ -261,7 +261,7 @@ def _oauth_error(error: HearthError) -> Response:
 
 
 @bp.post("/api/oauth/token")
-@limiter.limit(TOKEN_PER_CLIENT, key_func=client_key)
+@limit(TOKEN_PER_CLIENT, key_func=client_key)
 @cors
 @operation(
     "Token endpoint: authorization_code, refresh_token, client_credentials",
@@ -285,7 +285,7 @@ def token() -> Response:
 
 
 @bp.post("/api/oauth/revoke")
-@limiter.limit(TOKEN_PER_CLIENT, key_func=client_key)
+@limit(TOKEN_PER_CLIENT, key_func=client_key)
 @cors
 @operation(
     "RFC 7009 token revocation",
@@ -308,7 +308,7 @@ def revoke() -> Response:
 
 
 @bp.post("/api/oauth/introspect")
-@limiter.limit(TOKEN_PER_CLIENT, key_func=client_key)
+@limit(TOKEN_PER_CLIENT, key_func=client_key)
 @cors
 @operation(
     "RFC 7662 token introspection (confidential clients, their own tokens)",
@@ -423,7 +423,7 @@ def resource_metadata_root() -> Response:
 
 
 @bp.post("/api/oauth/register")
-@limiter.limit(REGISTRATION_PER_IP)
+@limit(REGISTRATION_PER_IP)
 @cors
 @operation(
     "RFC 7591 dynamic client registration (when enabled)",

@@ -123,7 +123,7 @@ def test_duplicate_handle_is_409(client: FlaskClient, auth: AuthActions) -> None
     assert response.get_json() == {
         "error": "conflict",
         "error_description": "That handle is already taken.",
-        "fields": {"handle": "taken"},
+        "fields": {"handle": "is already taken"},
     }
 
 
