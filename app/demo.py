@@ -46,8 +46,8 @@ def seed(session: Session) -> Iterator[str]:
         if account is None:
             form = SignUp(handle=handle, password=password)
             account = accounts.sign_up(session, hasher(), form, roles=(role,))
-            yield f"account {handle} (password: {password}, role: {role})"
         people[handle] = account
+        yield f"account {handle} (password: {password}, role: {role})"
     for name, (description, threads) in DEMO_FORUM.items():
         category = session.scalar(select(Category).where(Category.name == name))
         if category is None:

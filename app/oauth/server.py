@@ -15,6 +15,7 @@ from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     ClientMixin,
     InvalidGrantError,
+    InvalidRequestError,
     InvalidScopeError,
     TokenMixin,
     UnauthorizedClientError,
@@ -198,6 +199,18 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def _validate_request_token(self, client: Client) -> StoredToken:
+        """As Authlib's, with an error_description saying why the token was refused."""
+        refresh_token = self.request.form.get("refresh_token")
+        if not refresh_token:
+            raise InvalidRequestError("The refresh_token parameter is missing.")
+        token = self.authenticate_refresh_token(refresh_token)
+        if token is None:
+            raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
+        if not token.check_client(client):
+            raise InvalidGrantError("The refresh token was issued to another client.")
+        return token
 
     def authenticate_refresh_token(self, refresh_token: str) -> StoredToken | None:
         from app.auth import sha256

@@ -69,6 +69,12 @@ def _session_principal() -> Principal | None:
     return principal
 
 
+def _public_request_url() -> str:
+    """This request's URL as the browser knows it: behind a proxy the host we see is internal."""
+    query = request.query_string.decode("latin-1")
+    return f"{_issuer()}{request.path}" + (f"?{query}" if query else "")
+
+
 def _redirect(location: str) -> Response:
     response = Response(status=302, headers={"Location": location})
     response.headers["Cache-Control"] = "no-store"
@@ -121,7 +127,9 @@ def authorize() -> Response:
             )
         # SPEC §4.1 step 1: come back to this very request after signing in.
         return _redirect(
-            flow.with_params(config["OAUTH_AUTHORISATION_LOGIN_URL"], {"return_url": request.url})
+            flow.with_params(
+                config["OAUTH_AUTHORISATION_LOGIN_URL"], {"return_url": _public_request_url()}
+            )
         )
     client, redirect_uri = flow.validate_client(db.session, args)
     try:
