@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("hearth.errors")
@@ -112,6 +113,22 @@ def register(app: Flask) -> None:
         valid_methods = getattr(error, "valid_methods", None)
         if error.code == 405 and valid_methods:
             response.headers["Allow"] = ", ".join(valid_methods)
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(error: DBAPIError) -> Response:
+        # The pool reconnects by itself (pre-ping) once the database is back; nothing was committed.
+        log.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else error)
+        response = jsonify(
+            {
+                "error": "temporarily_unavailable",
+                "error_description": "The service is temporarily unavailable; try again shortly.",
+            }
+        )
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        response.headers["Cache-Control"] = "no-store"
         return response
 
     @app.errorhandler(Exception)

@@ -64,11 +64,16 @@ ensure_venv() {
     printf '%s\n' "$want" >"$STAMP"
 }
 
-ensure_chromium() {
-    if [ ! -x /usr/bin/chromium ]; then
-        apt_install chromium
+# Debian's Chromium for the browser tests and redis-server for the shared rate-limit tests.
+ensure_test_services() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
     fi
     [ -x /usr/bin/chromium ] || die "Debian's chromium package did not provide /usr/bin/chromium"
+    [ -x /usr/bin/redis-server ] || die "Debian's redis-server package did not provide /usr/bin/redis-server"
 }
 
 # Print the newest PostgreSQL server bin directory, installing Debian's server when none is there.

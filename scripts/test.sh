@@ -93,7 +93,7 @@ join() {
 }
 
 ensure_venv
-ensure_chromium
+ensure_test_services
 # A failed PostgreSQL install fails only the PostgreSQL pass; everything else still runs.
 PG_BIN="$(postgres_bin)" || PG_BIN=""
 cd "$ROOT"
