@@ -175,3 +175,80 @@ def test_whole_flow_logs_no_secret(
     requests_logged = [json.loads(line) for line in lines if json.loads(line)["msg"] == "request"]
     assert {"method", "path", "status", "duration_ms", "request_id"} <= set(requests_logged[0])
     assert all("?" not in line["path"] for line in requests_logged)
+
+
+CORS_YES = [
+    ("POST", "/api/oauth/token"),
+    ("POST", "/api/oauth/revoke"),
+    ("POST", "/api/oauth/introspect"),
+    ("POST", "/api/oauth/register"),
+    ("GET", "/api/oauth/jwks"),
+    ("GET", "/api/oauth/userinfo"),
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("GET", "/.well-known/openid-configuration"),
+    ("GET", "/.well-known/oauth-protected-resource/api"),
+]
+CORS_NO = [
+    ("GET", "/api/oauth/authorize"),
+    ("GET", "/api/oauth/authorize/consent"),
+    ("POST", "/api/oauth/authorize/consent"),
+    ("GET", "/api/accounts/self"),
+    ("GET", "/api/accounts/self/authorized-apps"),
+    ("POST", "/api/auth/password/signin"),
+    ("GET", "/api/threads"),
+    ("POST", "/api/threads"),
+    ("GET", "/api/admin/oauth/clients"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), CORS_YES)
+def test_protocol_endpoints_allow_any_origin(client, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    preflight = client.options(
+        path,
+        headers={
+            "Origin": "https://spa.example",
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert method in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
+    assert "Access-Control-Allow-Credentials" not in preflight.headers
+    actual = client.open(path, method=method, headers={"Origin": "https://spa.example"})
+    assert actual.headers["Access-Control-Allow-Origin"] == "*"
+    assert actual.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(("method", "path"), CORS_NO)
+def test_cookie_endpoints_never_allow_other_origins(client, method: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    preflight = client.options(
+        path,
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": method,
+        },
+    )
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+    actual = client.open(path, method=method, headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in actual.headers
+    assert actual.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_health_endpoints(client) -> None:  # type: ignore[no-untyped-def]
+    alive = client.get("/health/alive")
+    assert (alive.status_code, alive.get_json()) == (200, {"status": "ok"})
+    ready = client.get("/health/ready")
+    assert (ready.status_code, ready.get_json()) == (200, {"status": "ok"})
+
+
+def test_ready_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(f"sqlite:///{tmp_path}/missing/dir/hearth.db")
+    ready = app.test_client().get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.get_json() == {
+        "status": "unavailable",
+        "error_description": "database unreachable",
+    }
+    assert app.test_client().get("/health/alive").status_code == 200
