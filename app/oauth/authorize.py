@@ -81,7 +81,15 @@ def redirect_uri_matches(registered: list[str], presented: str) -> bool:
     if presented in registered:
         return True
     asked = urlsplit(presented)
-    if asked.scheme != "http" or not _is_loopback_ip(asked.hostname):
+    if asked.scheme != "http" or not _is_loopback_ip(asked.hostname) or asked.username:
+        return False
+    try:
+        port = asked.port
+    except ValueError:
+        return False
+    # Only the port may vary, and it must be a plain number: nothing else hides in the netloc.
+    host = f"[{asked.hostname}]" if ":" in (asked.hostname or "") else asked.hostname
+    if asked.netloc != (f"{host}:{port}" if port is not None else host):
         return False
     for uri in registered:
         known = urlsplit(uri)
@@ -91,7 +99,6 @@ def redirect_uri_matches(registered: list[str], presented: str) -> bool:
             and _is_loopback_ip(known.hostname)
             and (known.path, known.query, known.fragment)
             == (asked.path, asked.query, asked.fragment)
-            and not asked.username
         ):
             return True
     return False

@@ -168,7 +168,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )
         if model is None or model.client_id != client.get_client_id():
             return None
-        if model.expires_at <= utcnow():
+        # An expired code that was already redeemed still reaches authenticate_user, so a late
+        # valid replay revokes what the first redemption got (RFC 6749 §4.1.2).
+        if model.expires_at <= utcnow() and model.used_at is None:
             return None
         return Code(model)
 
