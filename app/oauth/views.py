@@ -12,7 +12,7 @@ from flask_login import current_user
 
 from app.auth import Principal, check, protocol_endpoint, signed_in
 from app.db import utcnow
-from app.errors import HearthError, InvalidRequest, NotFound, Unauthenticated
+from app.errors import Forbidden, HearthError, InvalidRequest, NotFound, Unauthenticated
 from app.extensions import db
 from app.oauth import authorize as flow
 from app.oauth import clients, metadata, tokens
@@ -54,6 +54,10 @@ def init_cors(app: Flask) -> None:
 
 class OAuthRequestError(HearthError):
     """RFC 6749 §5.2 error raised before Authlib sees the request."""
+
+
+class InvalidTarget(OAuthRequestError):
+    error = "invalid_target"  # RFC 8707 §2
 
 
 def _issuer() -> str:
@@ -282,10 +286,8 @@ def token() -> Response:
         _precheck_protocol_request()
         resource = request.form.get("resource")
         if resource is not None and resource != api_resource():
-            raise OAuthRequestError(f"The only resource here is {api_resource()}.")
+            raise InvalidTarget(f"The only resource here is {api_resource()}.")
     except OAuthRequestError as error:
-        if "resource" in str(error):
-            error.error = "invalid_target"
         return _oauth_error(error)
     response: Response = authorization_server().create_token_response()
     db.session.commit()
@@ -341,8 +343,6 @@ def _userinfo() -> Response:
             "Send an access token.", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         )
     if "openid" not in (principal.scopes or frozenset()):
-        from app.errors import Forbidden
-
         raise Forbidden(
             "The token does not carry the openid scope.",
             headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
