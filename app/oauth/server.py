@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2 import OAuth2Request
+from authlib.oauth2 import OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749 import (
     AuthorizationCodeMixin,
     ClientMixin,
@@ -342,8 +342,17 @@ def userinfo_claims(account: Account, scope: str) -> dict[str, Any]:
     return claims
 
 
+def check_token_params(request: OAuth2Request) -> None:
+    """RFC 7009 §2.1 / RFC 7662 §2.1: `token` is required; an unknown hint is only a hint."""
+    if not request.form.get("token"):
+        raise InvalidRequestError("The token parameter is missing.")
+
+
 class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = ALL_METHODS
+
+    def check_params(self, request: OAuth2Request, client: Client) -> None:
+        check_token_params(request)
 
     def authenticate_token(self, request: OAuth2Request, client: Client) -> StoredToken | None:
         self.check_params(request, client)
@@ -368,6 +377,9 @@ class Revocation(RevocationEndpoint):
 
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = SECRET_METHODS  # public clients cannot introspect (SPEC §4.3)
+
+    def check_params(self, request: OAuth2Request, client: Client) -> None:
+        check_token_params(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> StoredToken | None:
         model = tokens.find_token(db.session, signing_key(), token_string, token_type_hint)
@@ -397,6 +409,16 @@ class Introspection(IntrospectionEndpoint):
         if model.kind == "access":
             body["jti"] = model.id
         return body
+
+
+ERROR_TEXT = {
+    "invalid_request": "The request is missing a parameter or is malformed.",
+    "invalid_client": "Client authentication failed.",
+    "invalid_grant": "The grant is invalid, expired or revoked.",
+    "unauthorized_client": "This client may not use this grant type.",
+    "unsupported_grant_type": "This grant type is not supported.",
+    "invalid_scope": "The scope is invalid.",
+}
 
 
 class HearthAuthorizationServer(AuthorizationServer):
@@ -433,6 +455,14 @@ class HearthAuthorizationServer(AuthorizationServer):
             _lifetimes(),
             include_refresh_token and client.check_grant_type("refresh_token"),
         )
+
+    def handle_error_response(self, request: OAuth2Request, error: OAuth2Error) -> Response:
+        # RFC 6749 §5.2: say what went wrong, even where Authlib leaves the description empty.
+        if not error.description:
+            described = getattr(error, "get_error_description", None)
+            error.description = described() if described else ERROR_TEXT.get(error.error, "")
+        response: Response = super().handle_error_response(request, error)
+        return response
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
         response: Response = super().handle_response(status_code, payload, headers)

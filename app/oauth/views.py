@@ -284,6 +284,8 @@ def _oauth_error(error: HearthError) -> Response:
 def token() -> Response:
     try:
         _precheck_protocol_request()
+        if not request.form.get("grant_type"):
+            raise OAuthRequestError("The grant_type parameter is missing.")
         resource = request.form.get("resource")
         if resource is not None and resource != api_resource():
             raise InvalidTarget(f"The only resource here is {api_resource()}.")
