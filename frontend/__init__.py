@@ -40,25 +40,25 @@ def create_frontend(overrides: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["hearth_api"] = ApiClient(app.config["API_INTERNAL_ADDRESS"])
 
-    from frontend import accounts, errors, forum, meta
+    from frontend import accounts, admin, errors, forum, meta, oauth, settings
+    from frontend.security import content_security_policy
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(forum.bp)
+    app.register_blueprint(oauth.bp)
+    app.register_blueprint(settings.bp)
+    app.register_blueprint(admin.bp)
     errors.register(app)
     app.context_processor(accounts.template_context)
     app.add_template_filter(_when, "when")
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 
-    api_origin = accounts.origin(app.config["PUBLIC_API_ADDRESS"])
-    # form-action also governs the redirect after a form post, which may go to the API's
-    # /api/oauth/authorize (the return_url of the sign-in form).
-    policy = f"default-src 'self'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' {api_origin}"
-
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", policy)
+        # A view that knows where its forms lead (sign-in, consent) sets its own policy first.
+        response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

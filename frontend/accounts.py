@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, session
+from flask import Blueprint, g, make_response, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from frontend.api_client import ApiError, ApiResponse, Json, api
 from frontend.forms import LoginForm, LogoutForm, SignupForm
+from frontend.security import content_security_policy, safe_return_url
 
 bp = Blueprint("accounts", __name__)
 
@@ -23,11 +23,17 @@ def viewer() -> Json | None:
     return account
 
 
-def template_context() -> dict[str, Any]:
+def holds(permission: str) -> bool:
+    """Whether the signed-in account holds `permission` (the API still checks every call)."""
     account = viewer()
+    return account is not None and permission in account["permissions"]
+
+
+def template_context() -> dict[str, Any]:
     return {
-        "viewer": account,
-        "can_post": account is not None and "CREATE_POST" in account["permissions"],
+        "viewer": viewer(),
+        "can_post": holds("CREATE_POST"),
+        "is_admin": holds("ADMINISTRATOR"),
         "return_here": _return_here(),
     }
 
@@ -39,27 +45,6 @@ def _return_here() -> str | None:
     return request.full_path.rstrip("?")
 
 
-def origin(address: str) -> str:
-    """`scheme://host[:port]` of an absolute URL, lower-cased, as browsers compare origins."""
-    parts = urlsplit(address)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def safe_return_url(value: str | None) -> str:
-    """Follow only a path on this site or an absolute URL on the API or web origin; else `/`."""
-    # Browsers read `\` as `/` and drop tabs and newlines, turning `/\evil` into `//evil`.
-    if not value or any(ch == "\\" or ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in value):
-        return "/"
-    if value.startswith("/"):
-        return "/" if value.startswith("//") else value
-    config = current_app.config
-    trusted = {origin(config["PUBLIC_API_ADDRESS"]), origin(config["PUBLIC_WEB_ADDRESS"])}
-    try:
-        return value if origin(value) in trusted else "/"
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return "/"
-
-
 def _relay(result: ApiResponse, location: str) -> Response:
     """Pass the API's session cookie to the browser unchanged and go on to `location`."""
     if session:
@@ -67,6 +52,15 @@ def _relay(result: ApiResponse, location: str) -> Response:
     response = redirect(location, code=303)
     for cookie in result.session_cookies:
         response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+def _form_page(template: str, form: LoginForm | SignupForm, status: int) -> Response:
+    """A sign-in or sign-up page whose form may lead through /authorize straight to a client."""
+    response = make_response(render_template(template, form=form), status)
+    # An account with a remembered grant (or none to give) is redirected by the API to the client.
+    destination = api().authorization_destination(safe_return_url(form.return_url.data))
+    response.headers["Content-Security-Policy"] = content_security_policy(destination)
     return response
 
 
@@ -81,7 +75,7 @@ def login() -> ResponseReturnValue:
             status = form.show(error)
         else:
             return _relay(result, safe_return_url(form.return_url.data))
-    return render_template("login.html", form=form), status
+    return _form_page("login.html", form, status)
 
 
 @bp.route("/signup", methods=["GET", "POST"])
@@ -97,15 +91,17 @@ def signup() -> ResponseReturnValue:
             status = form.show(error)
         else:
             return _relay(result, safe_return_url(form.return_url.data))
-    return render_template("signup.html", form=form), status
+    return _form_page("signup.html", form, status)
 
 
 @bp.get("/logout")
 def confirm_logout() -> ResponseReturnValue:
-    return render_template("logout.html", form=LogoutForm())
+    form = LogoutForm(return_url=request.args.get("return_url", ""))
+    return render_template("logout.html", form=form)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
     # CSRFProtect has already checked the token: a cross-site form cannot sign anyone out.
-    return _relay(api().signout(), "/")
+    form = LogoutForm()
+    return _relay(api().signout(), safe_return_url(form.return_url.data))

@@ -1,8 +1,8 @@
 """The Hearth API as the frontend sees it: the only module that knows API URLs.
 
 Calls go server-to-server to `API_INTERNAL_ADDRESS`, carrying the browser's `storyden-session`
-cookie and nothing else the browser sent (no Origin, no Referer), so the API judges the request
-by its session alone.
+cookie and address (as `X-Forwarded-For`) and nothing else the browser sent (no Origin, no
+Referer), so the API judges the request by its session alone.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
+from urllib.parse import parse_qs
 
 import requests
 from flask import current_app, request
@@ -74,6 +75,10 @@ class ApiClient:
         token = request.cookies.get(SESSION_COOKIE)
         if token and _SESSION_VALUE.match(token):
             headers["Cookie"] = f"{SESSION_COOKIE}={token}"
+        if request.remote_addr:
+            # Per-address rate limits need the browser's address; the API trusts this header only
+            # when its operator says a proxy (here, this frontend) sets it.
+            headers["X-Forwarded-For"] = request.remote_addr
         try:
             response = self.http.request(
                 method,
@@ -138,14 +143,72 @@ class ApiClient:
         return self.call("GET", "/api/threads", params=params).data
 
     def thread(self, slug: str) -> Json:
-        return self.call("GET", f"/api/threads/{_segment(slug)}").data
+        return self.call("GET", f"/api/threads/{_segment(slug, NO_THREAD)}").data
 
     def create_thread(self, title: str, body: str, category: str) -> Json:
         thread = {"title": title, "body": body, "category": category}
         return self.call("POST", "/api/threads", json=thread).data
 
     def create_reply(self, slug: str, body: str) -> Json:
-        return self.call("POST", f"/api/threads/{_segment(slug)}/replies", json={"body": body}).data
+        path = f"/api/threads/{_segment(slug, NO_THREAD)}/replies"
+        return self.call("POST", path, json={"body": body}).data
+
+    def consent(self, request_id: str) -> Json:
+        """What the consent page shows for a pending authorization request (SPEC §4.2)."""
+        params: dict[str, str | None] = {"request_id": request_id}
+        return self.call("GET", "/api/oauth/authorize/consent", params=params).data
+
+    def decide(self, request_id: str, approve: bool, scopes: list[str] | None = None) -> Json:
+        """Answer a pending request; the result's `location` is where the browser goes next."""
+        body: Json = {"request_id": request_id, "decision": "approve" if approve else "deny"}
+        if scopes is not None:
+            body["scopes"] = scopes
+        return self.call("POST", "/api/oauth/authorize/consent", json=body).data
+
+    def authorization_destination(self, url: str) -> str | None:
+        """The redirect URI an authorization request at `url` names, when `url` is one.
+
+        The API validates it before redirecting there; the frontend only needs to know the origin
+        a sign-in form may end up at.
+        """
+        endpoint = f"{current_app.config['PUBLIC_API_ADDRESS'].rstrip('/')}/api/oauth/authorize?"
+        if not url.startswith(endpoint):
+            return None
+        values = parse_qs(url[len(endpoint) :]).get("redirect_uri", [])
+        return values[0] if len(values) == 1 else None
+
+    def authorized_apps(self) -> list[Json]:
+        items: list[Json] = self.call("GET", "/api/accounts/self/authorized-apps").data["items"]
+        return items
+
+    def revoke_app(self, grant_id: str) -> None:
+        self.call("DELETE", f"/api/accounts/self/authorized-apps/{_segment(grant_id, NO_GRANT)}")
+
+    def server_metadata(self) -> Json:
+        """RFC 8414 metadata: the scope vocabulary and the token endpoint, among others."""
+        return self.call("GET", "/.well-known/oauth-authorization-server").data
+
+    def clients(self) -> list[Json]:
+        items: list[Json] = self.call("GET", "/api/admin/oauth/clients").data["items"]
+        return items
+
+    def client(self, client_id: str) -> Json:
+        return self.call("GET", f"/api/admin/oauth/clients/{_segment(client_id, NO_CLIENT)}").data
+
+    def create_client(self, fields: Json) -> Json:
+        """Register a client; a confidential client's answer carries its secret, once."""
+        return self.call("POST", "/api/admin/oauth/clients", json=fields).data
+
+    def update_client(self, client_id: str, changes: Json) -> Json:
+        path = f"/api/admin/oauth/clients/{_segment(client_id, NO_CLIENT)}"
+        return self.call("PATCH", path, json=changes).data
+
+    def rotate_secret(self, client_id: str) -> Json:
+        path = f"/api/admin/oauth/clients/{_segment(client_id, NO_CLIENT)}/secret"
+        return self.call("POST", path, json={}).data
+
+    def delete_client(self, client_id: str) -> None:
+        self.call("DELETE", f"/api/admin/oauth/clients/{_segment(client_id, NO_CLIENT)}")
 
     def ready(self) -> bool:
         try:
@@ -155,11 +218,16 @@ class ApiClient:
         return response.status_code == 200
 
 
-def _segment(slug: str) -> str:
-    """Refuse a slug with dots, slashes or escapes, which could walk to another API route."""
-    if not _SLUG.match(slug):
-        raise ApiError(404, "not_found", "No thread has that slug.")
-    return slug
+NO_THREAD = "No thread has that slug."
+NO_GRANT = "No authorised app has that grant id."
+NO_CLIENT = "No client has that id."
+
+
+def _segment(value: str, missing: str) -> str:
+    """Refuse a path segment with dots, slashes or escapes, which could walk to another API route."""
+    if not _SLUG.match(value):
+        raise ApiError(404, "not_found", missing)
+    return value
 
 
 def _json_object(response: requests.Response) -> Json | None:

@@ -31,14 +31,14 @@ MESSAGES = {
 }
 
 
-def page(status: int, message: str | None = None) -> Response:
+def page(status: int, message: str | None = None, title: str | None = None) -> Response:
     """Render the error page; the header shows the visitor when the API can still say who it is."""
     if "viewer" not in g:
         try:
             viewer()
         except (ApiError, ApiUnavailable):
             g.viewer = None
-    title = TITLES.get(status, "That did not work")
+    title = title or TITLES.get(status, "That did not work")
     text = message or MESSAGES.get(status) or "Please go back and try again."
     return make_response(
         render_template("error.html", status=status, title=title, message=text), status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from wtforms import SelectChoice
 
 from frontend.api_client import ApiError, api
 from frontend.forms import ReplyForm, ThreadForm
@@ -16,7 +17,7 @@ def index() -> ResponseReturnValue:
     category = request.args.get("category") or None
     categories = api().categories()
     form = ThreadForm(category=category)
-    form.category.choices = [(c["slug"], c["name"]) for c in categories]
+    form.category.choices = [SelectChoice(c["slug"], c["name"]) for c in categories]
     status = 400 if form.is_submitted() else 200
     if form.validate_on_submit():
         try:

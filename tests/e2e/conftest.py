@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import AuthActions, LiveServer
-from tests.frontend.support import Forum, LiveApi, make_web, seed_forum
+from tests.conftest import AuthActions, LiveServer, free_port
+from tests.e2e.client_app import ClientApp
+from tests.frontend.support import (
+    PINBOARD_SCOPES,
+    Forum,
+    LiveApi,
+    make_web,
+    register_client,
+    seed_forum,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -26,6 +34,18 @@ def live_web(live_api: LiveServer, live_ports: dict[str, int]) -> Iterator[LiveS
 @pytest.fixture
 def forum(auth: AuthActions, live_api: LiveServer) -> Forum:
     return seed_forum(auth, LiveApi(live_api.url))
+
+
+@pytest.fixture
+def pinboard(live_api: LiveServer) -> Iterator[ClientApp]:
+    """The third-party app, served on its own port and registered by the operator."""
+    port = free_port()
+    client_app = ClientApp(issuer=live_api.url, url=f"http://127.0.0.1:{port}")
+    client = register_client(live_api.app, client_app.redirect_uri, PINBOARD_SCOPES)
+    client_app.client_id, client_app.client_secret = client.client_id, client.client_secret or ""
+    server = LiveServer(client_app.flask_app(), port).start()
+    yield client_app
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +77,10 @@ def screenshot(page: Page, request: pytest.FixtureRequest) -> Iterator[object]:
     ARTIFACTS.mkdir(exist_ok=True)
     shots: list[str] = []
 
-    def take(name: str) -> None:
+    def take(name: str, on: Page | None = None) -> None:
+        """Screenshot `page` (or another tab, `on`) as the test's next numbered artifact."""
         shots.append(name)
-        page.screenshot(
+        (on or page).screenshot(
             path=ARTIFACTS / f"{request.node.name}-{len(shots):02d}-{name}.png", full_page=True
         )
 

@@ -7,7 +7,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AuthActions, LiveServer
-from tests.frontend.support import Forum, LiveApi, make_web, seed_forum
+from tests.frontend.support import (
+    PINBOARD_REDIRECT,
+    PINBOARD_SCOPES,
+    Forum,
+    LiveApi,
+    OAuthClient,
+    make_web,
+    register_client,
+    seed_forum,
+)
 
 
 @pytest.fixture
@@ -36,3 +45,9 @@ def api(live_api: LiveServer) -> LiveApi:
 @pytest.fixture
 def forum(auth: AuthActions, api: LiveApi) -> Forum:
     return seed_forum(auth, api)
+
+
+@pytest.fixture
+def pinboard(live_api: LiveServer) -> OAuthClient:
+    """A confidential third-party client registered by the operator."""
+    return register_client(live_api.app, PINBOARD_REDIRECT, PINBOARD_SCOPES)

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from tests.conftest import PASSWORD, LiveServer
-from tests.frontend.support import SESSION_COOKIE, LiveApi, sign_in
+from tests.frontend.support import SESSION_COOKIE, Forum, LiveApi, sign_in
 
 # What the API sets, relayed unchanged: 90-day lifetime, HttpOnly, SameSite=Lax, host-only.
 RELAYED_SESSION = re.compile(
@@ -205,7 +205,7 @@ def test_signup_with_taken_handle_shows_the_conflict(visitor: FlaskClient, api: 
     assert session_cookies(response) == []
     page = response.get_data(as_text=True)
     assert "<p>That handle is already taken.</p>" in page
-    assert '<p class="field-error" id="handle-error">Handle taken</p>' in page
+    assert '<p class="field-error" id="handle-error">Handle is already taken</p>' in page
 
 
 def test_signup_with_weak_password_shows_the_api_reason_next_to_the_field(
@@ -276,3 +276,36 @@ def test_malformed_session_cookie_is_never_forwarded(visitor: FlaskClient) -> No
 
     assert response.status_code == 200
     assert '<a href="/login?return_url=/">Sign in</a>' in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("return_url", "location"),
+    [("/t/welcome", "/t/welcome"), ("https://evil.example/", "/"), ("", "/")],
+)
+def test_logout_follows_only_a_same_site_return_url(
+    visitor: FlaskClient, api: LiveApi, return_url: str, location: str
+) -> None:
+    token = api.signup("alice")
+    sign_in(visitor, token)
+    page = visitor.get(f"/logout?return_url={return_url}").get_data(as_text=True)
+    assert f'<input id="return_url" name="return_url" type="hidden" value="{return_url}">' in page
+
+    response = visitor.post("/logout", data={"return_url": return_url})
+
+    assert response.status_code == 303
+    assert response.headers["Location"] == location
+    assert api.whoami(token).status_code == 401
+
+
+def test_header_links_to_settings_and_for_admins_to_admin(
+    visitor: FlaskClient, api: LiveApi, forum: Forum
+) -> None:
+    sign_in(visitor, api.signup("alice"))
+    page = visitor.get("/").get_data(as_text=True)
+    assert '<a href="/settings/apps">Settings</a>' in page
+    assert 'href="/admin/clients"' not in page
+
+    sign_in(visitor, forum.admin_token)
+    page = visitor.get("/").get_data(as_text=True)
+    assert '<a href="/settings/apps">Settings</a>' in page
+    assert '<a href="/admin/clients">Admin</a>' in page

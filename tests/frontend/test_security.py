@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.conftest import PASSWORD, LiveServer
-from tests.frontend.support import SESSION_COOKIE, Forum, LiveApi, sign_in
+from tests.conftest import PASSWORD, LiveServer, free_port
+from tests.frontend.support import (
+    SESSION_COOKIE,
+    Forum,
+    LiveApi,
+    OAuthClient,
+    make_web,
+    sign_in,
+)
 
 CSRF_FIELD = re.compile(r'<input id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)">')
 CSRF_REFUSAL = (
@@ -24,7 +34,17 @@ def csrf_token(client: FlaskClient, path: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "path", ["/", "/login", "/signup", "/logout", "/t/no-such-thread", "/no-such-page"]
+    "path",
+    [
+        "/",
+        "/login",
+        "/signup",
+        "/logout",
+        "/t/no-such-thread",
+        "/no-such-page",
+        "/oauth/authorize/consent",
+        "/settings/apps",
+    ],
 )
 def test_every_page_forbids_framing_sniffing_and_referrers(
     visitor: FlaskClient, live_api: LiveServer, path: str
@@ -131,3 +151,84 @@ def test_browser_origin_is_not_forwarded_to_the_api(visitor: FlaskClient, api: L
     )
 
     assert response.status_code == 303
+
+
+def test_consent_form_without_csrf_token_is_rejected_and_the_request_survives(
+    csrf_web: Flask, api: LiveApi, pinboard: OAuthClient
+) -> None:
+    token = api.signup("alice")
+    request_id = api.start_consent(token, pinboard, "openid profile")
+    client = sign_in(csrf_web.test_client(), token)
+    consent = f"/oauth/authorize/consent?request_id={request_id}"
+    client.get(consent)
+
+    response = client.post(
+        "/oauth/authorize/consent", data={"request_id": request_id, "decision": "approve"}
+    )
+
+    assert response.status_code == 400
+    assert f"<p>{CSRF_REFUSAL}</p>" in response.get_data(as_text=True)
+    assert "Location" not in response.headers
+    assert client.get(consent).status_code == 200
+
+
+def test_consent_form_with_csrf_token_is_accepted(
+    csrf_web: Flask, api: LiveApi, pinboard: OAuthClient
+) -> None:
+    token = api.signup("alice")
+    request_id = api.start_consent(token, pinboard, "openid profile")
+    client = sign_in(csrf_web.test_client(), token)
+
+    response = client.post(
+        "/oauth/authorize/consent",
+        data={
+            "request_id": request_id,
+            "decision": "deny",
+            "csrf_token": csrf_token(client, f"/oauth/authorize/consent?request_id={request_id}"),
+        },
+    )
+
+    assert response.status_code == 303
+    assert "error=access_denied" in response.headers["Location"]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Stands in for the API just long enough to show what the frontend sends it."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers))
+        body = b'{"error": "unauthenticated", "error_description": "Sign in to continue."}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_browser_address_is_forwarded_and_its_headers_are_not() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        web = make_web(f"http://127.0.0.1:{server.server_port}", free_port())
+        browser = sign_in(web.test_client(), "a-session-token")
+        browser.set_cookie("other", "1")
+        browser.get(
+            "/",
+            environ_base={"REMOTE_ADDR": "203.0.113.9"},
+            headers={"X-Forwarded-For": "198.51.100.1", "Origin": "https://evil.example"},
+        )
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+    whoami = _Recorder.seen[0]
+    # The browser's own X-Forwarded-For is its word, not a fact: only the address it came from.
+    assert whoami["X-Forwarded-For"] == "203.0.113.9"
+    assert whoami["Cookie"] == f"{SESSION_COOKIE}=a-session-token"
+    assert "Origin" not in whoami
