@@ -66,8 +66,9 @@ def consent() -> ResponseReturnValue:
             "consent.html",
             details=details,
             form=ConsentForm(request_id=request_id),
-            # Switching account signs out, then signs in again on the way back here.
-            switch_to=url_for("accounts.login", return_url=_consent_url(request_id)),
+            # Switching account signs out, then signs in again and restarts the same request
+            # (a pending request belongs to the account that started it).
+            switch_to=url_for("accounts.login", return_url=details["authorize_url"]),
             granted=[s for s in details["scopes"] if s["granted"]],
             dropped=[s for s in details["scopes"] if not s["granted"]],
             required=REQUIRED,

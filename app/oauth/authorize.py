@@ -263,7 +263,25 @@ def _decision(pending: PendingRequest, principal: Principal) -> scope_rules.Deci
     )
 
 
-def consent_details(session: Session, principal: Principal, request_id: str) -> dict[str, Any]:
+def restart_url(pending: PendingRequest, issuer: str) -> str:
+    """The original authorization request, for continuing it as another account."""
+    params = {
+        "response_type": "code",
+        "client_id": pending.client_id,
+        "redirect_uri": pending.redirect_uri,
+        "scope": pending.scope or None,
+        "state": pending.state,
+        "nonce": pending.nonce,
+        "code_challenge": pending.code_challenge,
+        "code_challenge_method": "S256",
+        "resource": pending.resource,
+    }
+    return with_params(f"{issuer}/api/oauth/authorize", params)
+
+
+def consent_details(
+    session: Session, principal: Principal, request_id: str, issuer: str
+) -> dict[str, Any]:
     pending = _pending(session, principal, request_id)
     decision = _decision(pending, principal)
     return {
@@ -276,6 +294,8 @@ def consent_details(session: Session, principal: Principal, request_id: str) -> 
         "granted_scopes": decision.granted,
         "inherits_user_permissions": pending.client.scope_policy == "inherit",
         "scopes": decision.details,
+        "client_registered_itself": pending.client.dynamically_registered,
+        "authorize_url": restart_url(pending, issuer),
     }
 
 

@@ -32,6 +32,10 @@ class ConsentDetails(BaseModel):
     granted_scopes: list[str]
     inherits_user_permissions: bool
     scopes: list[ScopeDetail]
+    client_registered_itself: bool = Field(description="Registered through RFC 7591, not an admin")
+    authorize_url: str = Field(
+        description="The original authorization request, to continue it as another account"
+    )
 
 
 class ConsentResult(BaseModel):
@@ -44,6 +48,7 @@ class AuthorizedApp(BaseModel):
     client_id: str
     client_name: str
     scopes: list[str]
+    scope_descriptions: dict[str, str]
     created_at: str
     last_used_at: str | None
 

@@ -23,6 +23,7 @@ from app.db import new_id, rfc3339, utcnow
 from app.errors import NotFound
 from app.models import Account, Grant, OAuthClient, Token
 from app.oauth.keys import SigningKey
+from app.oauth.scopes import describe
 from app.observability import security_event
 
 
@@ -247,6 +248,7 @@ def authorized_apps(session: Session, account: Account, max_age: timedelta) -> l
             "client_id": grant.client_id,
             "client_name": grant.client.name,
             "scopes": grant.scope.split(),
+            "scope_descriptions": {name: describe(name) for name in grant.scope.split()},
             "created_at": rfc3339(grant.created_at),
             "last_used_at": rfc3339(grant.last_used_at),
         }

@@ -207,7 +207,7 @@ def consent_details() -> Response:
     request_id = request.args.get("request_id")
     if not request_id:
         raise InvalidRequest("The request_id parameter is missing.")
-    details = flow.consent_details(db.session, principal, request_id)
+    details = flow.consent_details(db.session, principal, request_id, _issuer())
     response = jsonify(details)
     response.headers["Cache-Control"] = "no-store"
     return response

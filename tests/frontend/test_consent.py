@@ -310,9 +310,10 @@ def test_switch_account_signs_out_and_comes_back_through_sign_in(
     assert response.status_code == 303
     location = response.headers["Location"]
     assert urlsplit(location).path == "/login"
-    assert query(location) == {
-        "return_url": [f"http://127.0.0.1:{live_ports['web']}{consent_path(request_id)}"]
-    }
+    # Back through sign-in to the original authorize request, which starts a fresh pending
+    # request for whoever signs in (the old one belongs to alice).
+    restart = query(location)["return_url"][0]
+    assert restart.startswith(f"{api.url}/api/oauth/authorize?response_type=code&client_id=")
     assert api.whoami(token).status_code == 401
     assert visitor.get_cookie(SESSION_COOKIE) is None
 
@@ -353,3 +354,33 @@ def test_sign_in_page_for_an_authorization_request_allows_the_apps_origin_in_for
         "default-src 'self'; base-uri 'none'; frame-ancestors 'none'; "
         f"form-action 'self' {live_api.url} https://pinboard.example"
     )
+
+
+def test_switch_account_restarts_the_same_request_for_the_other_account(
+    visitor: FlaskClient, api: LiveApi, pinboard: OAuthClient
+) -> None:
+    token = api.signup("alice")
+    request_id = api.start_consent(token, pinboard, ASKED)
+    sign_in(visitor, token)
+
+    page = visitor.get(consent_path(request_id)).get_data(as_text=True)
+    match = re.search(r'name="return_url" value="([^"]+)"', page)
+    assert match is not None
+    login = urlsplit(match.group(1).replace("&amp;", "&"))
+    assert login.path == "/login"
+    restart = parse_qs(login.query)["return_url"][0]
+    assert restart.startswith(f"{api.url}/api/oauth/authorize?")
+    original = parse_qs(urlsplit(restart).query)
+    assert original["client_id"] == [pinboard.client_id]
+    assert original["scope"] == [ASKED]
+    assert original["code_challenge_method"] == ["S256"]
+
+
+def test_self_registered_app_carries_a_warning(
+    visitor: FlaskClient, api: LiveApi, pinboard: OAuthClient
+) -> None:
+    token = api.signup("alice")
+    request_id = api.start_consent(token, pinboard, ASKED)
+    sign_in(visitor, token)
+    page = visitor.get(consent_path(request_id)).get_data(as_text=True)
+    assert "registered itself" not in page  # an administrator registered Pinboard

@@ -25,8 +25,11 @@ def test_settings_lists_authorised_apps_with_scopes_and_dates(
     assert "<title>Authorised apps · Hearth</title>" in page
     assert re.search(r'<h2 id="app-[0-9a-z]{26}">Pinboard</h2>', page)
     assert (
-        '<ul class="chips"><li><code>openid</code></li><li><code>profile</code></li>'
-        "<li><code>CREATE_POST</code></li><li><code>offline_access</code></li></ul>"
+        '<ul class="scope-list">'
+        "<li>Sign you in to the app with your community account <code>openid</code></li>"
+        "<li>See your handle and display name <code>profile</code></li>"
+        "<li>Create threads and replies as you <code>CREATE_POST</code></li>"
+        "<li>Stay connected when you are not using the app <code>offline_access</code></li></ul>"
     ) in page
     assert re.search(r"<dt>Authorised</dt>\s*<dd><time datetime=\"[0-9T:-]+Z\">", page)
     # Redeeming the code was the grant's first use.

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -1029,9 +1029,13 @@ def test_authorized_apps_lists_grants(oauth: OAuthActions) -> None:
         "client_id",
         "client_name",
         "scopes",
+        "scope_descriptions",
         "created_at",
         "last_used_at",
     }
+    assert (
+        item["scope_descriptions"]["openid"] == "Sign you in to the app with your community account"
+    )
     assert item["client_id"] == client.client_id
     assert item["client_name"] == "Photo Printer"
     assert item["scopes"] == DEFAULT_SCOPES.split()
@@ -1255,8 +1259,16 @@ def test_consent_details_shape(oauth: OAuthActions) -> None:
                 "reason": None,
             },
         ],
+        "client_registered_itself": False,
+        "authorize_url": body["authorize_url"],
     }
     assert body["expires_at"].endswith("Z")
+    restart = parse_qs(urlsplit(body["authorize_url"]).query)
+    assert body["authorize_url"].startswith(f"{ISSUER}/api/oauth/authorize?")
+    assert restart["client_id"] == [client.client_id]
+    assert restart["redirect_uri"] == [REDIRECT_URI]
+    assert restart["scope"] == ["openid CREATE_POST"]
+    assert restart["code_challenge_method"] == ["S256"]
     with oauth.app.app_context():
         stored = db.session.scalars(select(PendingRequest.request_hash)).one()
         assert stored == sha256(request_id)
