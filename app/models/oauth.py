@@ -90,7 +90,6 @@ class Grant(Base):
     scope: Mapped[str] = mapped_column(Text, default="")
     resource: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     client: Mapped[OAuthClient] = relationship(lazy="joined")

@@ -34,7 +34,7 @@ from sqlalchemy.orm import joinedload
 from app.accounts.service import account_permissions
 from app.db import utcnow
 from app.extensions import db
-from app.models import Account, AuthorizationCode, OAuthClient, Token
+from app.models import Account, AuthorizationCode, Grant, OAuthClient, Token
 from app.oauth import clients, tokens
 from app.oauth import scopes as scope_rules
 from app.oauth.authorize import redirect_uri_matches
@@ -164,7 +164,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         from app.auth import sha256
 
         model = db.session.scalar(
-            select(AuthorizationCode).where(AuthorizationCode.code_hash == sha256(code))
+            # One round trip: the grant and its account come along (session.get then hits the
+            # identity map).
+            select(AuthorizationCode)
+            .options(joinedload(AuthorizationCode.grant).joinedload(Grant.account))
+            .where(AuthorizationCode.code_hash == sha256(code))
         )
         if model is None or model.client_id != client.get_client_id():
             return None
@@ -219,7 +223,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
         model = db.session.scalar(
             select(Token)
-            .options(joinedload(Token.grant))
+            .options(joinedload(Token.grant).joinedload(Grant.account))
             .where(Token.token_hash == sha256(refresh_token), Token.kind == "refresh")
         )
         if model is None or model.revoked_at is not None or model.expires_at <= utcnow():
