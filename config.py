@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,7 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": env.bool("SESSION_COOKIE_SECURE", api_secure),
         "SESSION_COOKIE_DOMAIN": env.text("SESSION_COOKIE_DOMAIN"),
         "SESSION_TTL": timedelta(days=90),
+        **federation_settings(env.environ, web),
         "RATELIMIT_ENABLED": env.bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": ratelimit_storage,
         "LOG_LEVEL": (env.text("LOG_LEVEL", "INFO") or "INFO").upper(),
@@ -195,3 +197,205 @@ def _url_with_query(variable: str, value: str) -> str:
             variable, f"expected an absolute http(s) URL without fragment, got {value!r}"
         )
     return value
+
+
+# --- Upstream sign-in (SPEC §6) ------------------------------------------------------------------
+
+GITHUB_AUTHORIZE_URL = "https://github.com/login/oauth/authorize"
+GITHUB_TOKEN_URL = "https://github.com/login/oauth/access_token"
+GITHUB_API_URL = "https://api.github.com"
+GOOGLE_ISSUER = "https://accounts.google.com"
+APPLE_ISSUER = "https://appleid.apple.com"
+MICROSOFT_ISSUER = "https://login.microsoftonline.com/{tenant}/v2.0"
+BUILT_IN_PROVIDERS = ("github", "google", "apple", "microsoft")
+DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class UpstreamProvider:
+    """One upstream identity provider Hearth signs people in with."""
+
+    name: str  # the `{provider}` path segment
+    kind: str  # github, google, apple, microsoft or oidc
+    display_name: str
+    client_id: str
+    scopes: tuple[str, ...]
+    client_secret: str | None = None
+    issuer: str | None = None  # OIDC: the discovery base, compared with the discovered issuer
+    authorize_url: str | None = None  # GitHub only (no discovery)
+    token_url: str | None = None
+    api_url: str | None = None
+    tenant: str | None = None  # Microsoft
+    team_id: str | None = None  # Apple: the client secret is an ES256 JWT built from these
+    key_id: str | None = None
+    private_key: str | None = None
+
+
+def upstream_url(variable: str, value: str) -> str:
+    """Validate an upstream URL: https, or http only on a loopback host (local fakes)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(variable, f"expected an absolute https URL, got {value!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(variable, "http is accepted only for loopback hosts; use https")
+    if parts.fragment or parts.username is not None or parts.password is not None:
+        raise ConfigError(variable, "must not carry a fragment or credentials")
+    return value
+
+
+def _issuer(variable: str, value: str) -> str:
+    """An issuer, also accepted as its discovery URL."""
+    value = upstream_url(variable, value.removesuffix(DISCOVERY_SUFFIX))
+    if urlsplit(value).query:
+        raise ConfigError(variable, "an issuer has no query string")
+    return value
+
+
+def _required_group(env: _Env, prefix: str, names: tuple[str, ...]) -> dict[str, str] | None:
+    """All of `names` set (enabled), none set (disabled), or a ConfigError for the first missing."""
+    values = {name: env.text(f"{prefix}{name}") for name in names}
+    if all(value is None for value in values.values()):
+        return None
+    for name, value in values.items():
+        if value is None:
+            raise ConfigError(f"{prefix}{name}", "required when the provider is configured")
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _apple_private_key(variable: str, value: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    pem = value.replace("\\n", "\n")
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(variable, "expected the PEM private key (.p8) Apple issued") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ConfigError(variable, "expected a P-256 (ES256) private key")
+    return pem
+
+
+def federation_settings(environ: Mapping[str, str], web: str) -> dict[str, Any]:
+    """Upstream providers, the SPA redirect URIs and the email-merge switch."""
+    env = _Env(environ)
+    providers: dict[str, UpstreamProvider] = {}
+
+    prefix = "OAUTH_PROVIDER_GITHUB_"
+    if (found := _required_group(env, prefix, ("CLIENT_ID", "CLIENT_SECRET"))) is not None:
+        providers["github"] = UpstreamProvider(
+            name="github",
+            kind="github",
+            display_name="GitHub",
+            client_id=found["CLIENT_ID"],
+            client_secret=found["CLIENT_SECRET"],
+            scopes=("read:user", "user:email"),
+            authorize_url=upstream_url(
+                f"{prefix}AUTHORIZE_URL",
+                env.text(f"{prefix}AUTHORIZE_URL", GITHUB_AUTHORIZE_URL) or "",
+            ),
+            token_url=upstream_url(
+                f"{prefix}TOKEN_URL", env.text(f"{prefix}TOKEN_URL", GITHUB_TOKEN_URL) or ""
+            ),
+            api_url=upstream_url(
+                f"{prefix}API_URL", env.text(f"{prefix}API_URL", GITHUB_API_URL) or ""
+            ).rstrip("/"),
+        )
+
+    prefix = "OAUTH_PROVIDER_GOOGLE_"
+    if (found := _required_group(env, prefix, ("CLIENT_ID", "CLIENT_SECRET"))) is not None:
+        providers["google"] = UpstreamProvider(
+            name="google",
+            kind="google",
+            display_name="Google",
+            client_id=found["CLIENT_ID"],
+            client_secret=found["CLIENT_SECRET"],
+            scopes=("openid", "email", "profile"),
+            issuer=_issuer(f"{prefix}ISSUER", env.text(f"{prefix}ISSUER", GOOGLE_ISSUER) or ""),
+        )
+
+    prefix = "OAUTH_PROVIDER_APPLE_"
+    if (
+        found := _required_group(env, prefix, ("CLIENT_ID", "TEAM_ID", "KEY_ID", "PRIVATE_KEY"))
+    ) is not None:
+        providers["apple"] = UpstreamProvider(
+            name="apple",
+            kind="apple",
+            display_name="Apple",
+            client_id=found["CLIENT_ID"],
+            scopes=("openid", "name", "email"),
+            issuer=_issuer(f"{prefix}ISSUER", env.text(f"{prefix}ISSUER", APPLE_ISSUER) or ""),
+            team_id=found["TEAM_ID"],
+            key_id=found["KEY_ID"],
+            private_key=_apple_private_key(f"{prefix}PRIVATE_KEY", found["PRIVATE_KEY"]),
+        )
+
+    prefix = "OAUTH_PROVIDER_MICROSOFT_"
+    if (found := _required_group(env, prefix, ("CLIENT_ID", "CLIENT_SECRET"))) is not None:
+        tenant = env.text(f"{prefix}TENANT", "common") or "common"
+        if not _TENANT.match(tenant):
+            raise ConfigError(f"{prefix}TENANT", "expected a tenant id, domain or common")
+        providers["microsoft"] = UpstreamProvider(
+            name="microsoft",
+            kind="microsoft",
+            display_name="Microsoft",
+            client_id=found["CLIENT_ID"],
+            client_secret=found["CLIENT_SECRET"],
+            scopes=("openid", "email", "profile"),
+            issuer=_issuer(
+                f"{prefix}ISSUER",
+                env.text(f"{prefix}ISSUER", MICROSOFT_ISSUER.format(tenant=tenant)) or "",
+            ),
+            tenant=tenant,
+        )
+
+    for raw in (env.text("OIDC_PROVIDERS", "") or "").split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if not _PROVIDER_NAME.match(name):
+            raise ConfigError(
+                "OIDC_PROVIDERS", f"{raw.strip()!r}: names are lowercase letters, digits and '-'"
+            )
+        if name in BUILT_IN_PROVIDERS or name in providers:
+            raise ConfigError("OIDC_PROVIDERS", f"{name!r} is already a provider name")
+        prefix = f"OIDC_PROVIDER_{name.upper().replace('-', '_')}_"
+        issuer, client_id = env.text(f"{prefix}ISSUER"), env.text(f"{prefix}CLIENT_ID")
+        if issuer is None:
+            raise ConfigError(f"{prefix}ISSUER", f"required because OIDC_PROVIDERS names {name}")
+        if client_id is None:
+            raise ConfigError(f"{prefix}CLIENT_ID", f"required because OIDC_PROVIDERS names {name}")
+        providers[name] = UpstreamProvider(
+            name=name,
+            kind="oidc",
+            display_name=env.text(f"{prefix}DISPLAY_NAME", name) or name,
+            client_id=client_id,
+            # Without a secret Hearth is a public client of that issuer (PKCE only).
+            client_secret=env.text(f"{prefix}CLIENT_SECRET"),
+            scopes=("openid", "profile", "email"),
+            issuer=_issuer(f"{prefix}ISSUER", issuer),
+        )
+
+    spa_redirect_uris = []
+    for uri in (env.text("OAUTH_SPA_REDIRECT_URIS", f"{web}/auth/oauth/callback") or "").split(","):
+        uri = uri.strip()
+        if not uri:
+            continue
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            raise ConfigError(
+                "OAUTH_SPA_REDIRECT_URIS", f"expected absolute http(s) URLs, got {uri!r}"
+            )
+        spa_redirect_uris.append(uri)
+
+    return {
+        "OAUTH_PROVIDERS": providers,
+        "OAUTH_SPA_REDIRECT_URIS": spa_redirect_uris,
+        # Sign an upstream identity into an existing account only when both sides vouch for
+        # the email address; off by default (pre-account-takeover).
+        "OAUTH_PROVIDER_MERGE_VERIFIED_EMAIL": env.bool(
+            "OAUTH_PROVIDER_MERGE_VERIFIED_EMAIL", False
+        ),
+    }

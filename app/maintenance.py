@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.accounts.service import delete_expired_sessions
 from app.db import utcnow
 from app.extensions import db
+from app.federation.service import delete_expired_login_states
 from app.models import AuthorizationCode, PendingRequest, Token
 
 log = logging.getLogger("hearth.maintenance")
@@ -42,6 +43,7 @@ DELETERS: dict[str, Deleter] = {
     "pending_requests": _expired(PendingRequest),
     "codes": _expired(AuthorizationCode),
     "tokens": _expired(Token),
+    "login_states": delete_expired_login_states,
 }
 
 

@@ -40,18 +40,20 @@ def create_frontend(overrides: dict[str, Any] | None = None) -> Flask:
 
     app.extensions["hearth_api"] = ApiClient(app.config["API_INTERNAL_ADDRESS"])
 
-    from frontend import accounts, admin, errors, forum, meta, oauth, settings
+    from frontend import accounts, admin, errors, federation, forum, meta, oauth, settings
     from frontend.security import content_security_policy
 
     app.register_blueprint(meta.bp)
     app.register_blueprint(accounts.bp)
     app.register_blueprint(forum.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(federation.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(admin.bp)
     errors.register(app)
     app.context_processor(accounts.template_context)
     app.add_template_filter(_when, "when")
+    app.add_template_global(federation.start_url, "upstream_start_url")
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

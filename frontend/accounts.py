@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, g, make_response, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from frontend.api_client import ApiError, ApiResponse, Json, api
+from frontend.api_client import ApiError, ApiResponse, ApiUnavailable, Json, api
 from frontend.forms import LoginForm, LogoutForm, SignupForm
 from frontend.security import content_security_policy, safe_return_url
 
+log = logging.getLogger("hearth.frontend")
 bp = Blueprint("accounts", __name__)
+
+# Why an upstream sign-in sent the browser back (`?error=<code>` from the API's callback).
+UPSTREAM_CANCELLED = "You cancelled signing in with the provider."
+UPSTREAM_STALE = "That sign-in link has expired or was already used; try again."
+UPSTREAM_FAILED = "We could not sign you in with that provider."
+UPSTREAM_ERRORS = {
+    "access_denied": UPSTREAM_CANCELLED,
+    "invalid_state": UPSTREAM_STALE,
+    "expired_state": UPSTREAM_STALE,
+}
 
 
 def viewer() -> Json | None:
@@ -50,14 +62,32 @@ def _relay(result: ApiResponse, location: str) -> Response:
     if session:
         session.clear()  # a new identity gets a new CSRF token
     response = redirect(location, code=303)
-    for cookie in result.session_cookies:
+    for cookie in result.cookies:
         response.headers.add("Set-Cookie", cookie)
     return response
 
 
+def _upstream_providers() -> list[Json]:
+    """The enabled upstream providers; none when the API cannot say (the form still shows)."""
+    try:
+        return api().providers()
+    except (ApiError, ApiUnavailable) as error:
+        log.warning("could not list sign-in providers: %s", error)
+        return []
+
+
 def _form_page(template: str, form: LoginForm | SignupForm, status: int) -> Response:
     """A sign-in or sign-up page whose form may lead through /authorize straight to a client."""
-    response = make_response(render_template(template, form=form), status)
+    error = request.args.get("error") if request.method == "GET" else None
+    response = make_response(
+        render_template(
+            template,
+            form=form,
+            providers=_upstream_providers(),
+            upstream_error=UPSTREAM_ERRORS.get(error, UPSTREAM_FAILED) if error else None,
+        ),
+        status,
+    )
     # An account with a remembered grant (or none to give) is redirected by the API to the client.
     destination = api().authorization_destination(safe_return_url(form.return_url.data))
     response.headers["Content-Security-Policy"] = content_security_policy(destination)

@@ -2,7 +2,8 @@
 
 Calls go server-to-server to `API_INTERNAL_ADDRESS`, carrying the browser's `storyden-session`
 cookie and address (as `X-Forwarded-For`) and nothing else the browser sent (no Origin, no
-Referer), so the API judges the request by its session alone.
+Referer), so the API judges the request by its session alone. The cookies the API sets for the
+browser (the session, and the binding of an upstream sign-in) come back for the views to relay.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import requests
 from flask import current_app, request
 
 SESSION_COOKIE = "storyden-session"
+# Binds an upstream sign-in to the browser that started it (SPEC §6); read by the API's callback.
+LOGIN_COOKIE = "hearth-login"
+RELAYED_COOKIES = (SESSION_COOKIE, LOGIN_COOKIE)
 TIMEOUT_SECONDS = 5.0
 
 Json = dict[str, Any]
@@ -25,6 +29,8 @@ Json = dict[str, Any]
 # request header (a quoted cookie may decode to control characters).
 _SESSION_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _SLUG = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+# What config.py accepts as a provider name.
+_PROVIDER = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
 class ApiError(Exception):
@@ -46,10 +52,10 @@ class ApiUnavailable(Exception):
 
 @dataclass(frozen=True)
 class ApiResponse:
-    """A successful answer: its JSON body and any `storyden-session` cookies it set."""
+    """A successful answer: its JSON body and the cookies it set that the browser must get."""
 
     data: Json
-    session_cookies: list[str] = field(default_factory=list)
+    cookies: list[str] = field(default_factory=list)
 
 
 class ApiClient:
@@ -105,7 +111,7 @@ class ApiClient:
         cookies = [
             value
             for value in response.raw.headers.getlist("Set-Cookie")
-            if value.startswith(f"{SESSION_COOKIE}=")
+            if value.split("=", 1)[0] in RELAYED_COOKIES
         ]
         return ApiResponse(body, cookies)
 
@@ -184,6 +190,30 @@ class ApiClient:
     def revoke_app(self, grant_id: str) -> None:
         self.call("DELETE", f"/api/accounts/self/authorized-apps/{_segment(grant_id, NO_GRANT)}")
 
+    def providers(self) -> list[Json]:
+        """The upstream providers people can sign in with: `[{provider, name}]`."""
+        items: list[Json] = self.call("GET", "/api/auth/oauth/providers").data["items"]
+        return items
+
+    def start_upstream(self, provider: str, kind: str, return_url: str) -> ApiResponse:
+        """Start signing in (`authenticate`) or linking (`link`) with an upstream provider.
+
+        The answer's `url` is where the browser goes next; its `hearth-login` cookie must reach
+        the browser too, or the API's callback refuses the sign-in as started elsewhere.
+        """
+        if not _PROVIDER.match(provider):
+            raise ApiError(400, "INVALID_PROVIDER", NO_PROVIDER)
+        params: dict[str, str | None] = {"type": kind, "return_url": return_url}
+        return self.call("GET", f"/api/auth/oauth/{provider}/url", params=params)
+
+    def identities(self) -> list[Json]:
+        """The upstream identities linked to the signed-in account."""
+        items: list[Json] = self.call("GET", "/api/accounts/self/identities").data["items"]
+        return items
+
+    def unlink_identity(self, provider: str) -> None:
+        self.call("DELETE", f"/api/accounts/self/identities/{_segment(provider, NO_IDENTITY)}")
+
     def server_metadata(self) -> Json:
         """RFC 8414 metadata: the scope vocabulary and the token endpoint, among others."""
         return self.call("GET", "/.well-known/oauth-authorization-server").data
@@ -221,6 +251,8 @@ class ApiClient:
 NO_THREAD = "No thread has that slug."
 NO_GRANT = "No authorised app has that grant id."
 NO_CLIENT = "No client has that id."
+NO_PROVIDER = "That sign-in provider is unknown or not enabled."
+NO_IDENTITY = "No identity from that provider is linked to your account."
 
 
 def _segment(value: str, missing: str) -> str:

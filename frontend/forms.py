@@ -118,6 +118,10 @@ class RevokeForm(ApiForm):
     grant_id = HiddenField(validators=[DataRequired(), Length(max=200)])
 
 
+class UnlinkForm(ApiForm):
+    provider = HiddenField(validators=[DataRequired(), Length(max=40)])
+
+
 GRANT_TYPES = [
     SelectChoice(
         "authorization_code", "Authorization code (people sign in through the consent page)"

@@ -1,6 +1,7 @@
 """All models, imported together so Alembic and the metadata see every table."""
 
 from app.models.accounts import Account, AccountRole, AuthSession, Role
+from app.models.federation import FederatedIdentity, LoginState
 from app.models.forum import Category, Reply, Thread
 from app.models.oauth import AuthorizationCode, Grant, OAuthClient, PendingRequest, Token
 
@@ -10,7 +11,9 @@ __all__ = [
     "AuthSession",
     "AuthorizationCode",
     "Category",
+    "FederatedIdentity",
     "Grant",
+    "LoginState",
     "OAuthClient",
     "PendingRequest",
     "Reply",

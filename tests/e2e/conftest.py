@@ -10,6 +10,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import AuthActions, LiveServer, free_port
 from tests.e2e.client_app import ClientApp
+from tests.federation.conftest import github  # noqa: F401  (the fake GitHub, for upstream sign-in)
 from tests.frontend.support import (
     PINBOARD_SCOPES,
     Forum,

@@ -7,6 +7,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AuthActions, LiveServer
+from tests.federation.conftest import github  # noqa: F401  (the fake GitHub, for upstream sign-in)
 from tests.frontend.support import (
     PINBOARD_REDIRECT,
     PINBOARD_SCOPES,

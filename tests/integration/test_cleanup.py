@@ -80,7 +80,7 @@ def test_cleanup_deletes_expired_rows_in_batches(
 
     result = runner.invoke(args=["cleanup", "--batch", "2"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "sessions=5 pending_requests=5 codes=0 tokens=5"
+    assert result.output.strip() == "sessions=5 pending_requests=5 codes=0 tokens=5 login_states=0"
 
     with app.app_context():
         assert _count(PendingRequest) == 0
