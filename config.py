@@ -181,12 +181,19 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         **federation_settings(env.environ, web),
         "RATELIMIT_ENABLED": env.bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": ratelimit_storage,
+        "TRUSTED_PROXY_COUNT": _count("TRUSTED_PROXY_COUNT", env.text("TRUSTED_PROXY_COUNT", "0")),
         "LOG_LEVEL": (env.text("LOG_LEVEL", "INFO") or "INFO").upper(),
         # argon2id cost (RFC 9106 second recommended option); tests lower it.
         "PASSWORD_HASH_TIME_COST": 3,
         "PASSWORD_HASH_MEMORY_KIB": 65536,
         "PASSWORD_HASH_PARALLELISM": 4,
     }
+
+
+def _count(variable: str, value: str | None) -> int:
+    if value is None or not value.isdigit() or int(value) > 10:
+        raise ConfigError(variable, f"expected a whole number from 0 to 10, got {value!r}")
+    return int(value)
 
 
 def _url_with_query(variable: str, value: str) -> str:

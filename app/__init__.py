@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config as config_module
 
@@ -16,6 +17,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         app.config.update(overrides)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if app.config.get("TRUSTED_PROXY_COUNT"):
+        # Client addresses (rate limits, logs) come from X-Forwarded-For as appended by this many
+        # proxies in front of the API (the frontend counts as one for sign-in).
+        count = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count)  # type: ignore[method-assign]
 
     from app import auth, errors, observability
     from app.extensions import db

@@ -252,3 +252,25 @@ def test_ready_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # typ
         "error_description": "database unreachable",
     }
     assert app.test_client().get("/health/alive").status_code == 200
+
+
+def test_trusted_proxy_supplies_the_client_address_for_limits(database_url: str) -> None:
+    body = {"handle": "alice", "password": "wrong-password"}
+
+    def statuses(app: Flask) -> list[int]:
+        client = app.test_client()
+        return [
+            client.post(
+                "/api/auth/password/signin",
+                json=body,
+                headers={"X-Forwarded-For": f"198.51.100.{n % 2}"},
+            ).status_code
+            for n in range(12)
+        ]
+
+    behind_proxy = make_app(database_url, RATELIMIT_ENABLED=True, TRUSTED_PROXY_COUNT=1)
+    # Two browsers behind the frontend: each gets its own per-(address, handle) allowance.
+    assert statuses(behind_proxy) == [401] * 12
+    direct = make_app(database_url, RATELIMIT_ENABLED=True)
+    # Without a trusted proxy the header is ignored: one address, one allowance.
+    assert statuses(direct) == [401] * 10 + [429] * 2

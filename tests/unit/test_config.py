@@ -273,3 +273,19 @@ def test_hearth_cli_prints_one_line_and_exits_2_on_a_bad_variable(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"configuration error: {variable}: ")
     assert not (tmp_path / "hearth.db").exists()
+
+
+def test_trusted_proxy_count_must_be_a_small_whole_number() -> None:
+    import config
+
+    assert (
+        config.load({"TRUSTED_PROXY_COUNT": "2", "SECRET_KEY": "x" * 32})["TRUSTED_PROXY_COUNT"]
+        == 2
+    )
+    for bad in ("-1", "two", "99"):
+        try:
+            config.load({"TRUSTED_PROXY_COUNT": bad, "SECRET_KEY": "x" * 32})
+        except config.ConfigError as error:
+            assert str(error).startswith("configuration error: TRUSTED_PROXY_COUNT:")
+        else:
+            raise AssertionError(bad)
