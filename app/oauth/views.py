@@ -264,7 +264,9 @@ def _basic_client_id(authorization: str) -> str | None:
     return unquote(decoded.split(":", 1)[0])
 
 
+@bp.errorhandler(OAuthRequestError)
 def _oauth_error(error: HearthError) -> Response:
+    """Protocol errors found before Authlib runs: RFC 6749 §5.2 JSON, never cached."""
     response = jsonify(error.body())
     response.status_code = error.status
     response.headers["Cache-Control"] = "no-store"
@@ -282,15 +284,12 @@ def _oauth_error(error: HearthError) -> Response:
     responses={200: s.TokenResponse, 400: "RFC 6749 §5.2 error", 401: "invalid_client"},
 )
 def token() -> Response:
-    try:
-        _precheck_protocol_request()
-        if not request.form.get("grant_type"):
-            raise OAuthRequestError("The grant_type parameter is missing.")
-        resource = request.form.get("resource")
-        if resource is not None and resource != api_resource():
-            raise InvalidTarget(f"The only resource here is {api_resource()}.")
-    except OAuthRequestError as error:
-        return _oauth_error(error)
+    _precheck_protocol_request()
+    if not request.form.get("grant_type"):
+        raise OAuthRequestError("The grant_type parameter is missing.")
+    resource = request.form.get("resource")
+    if resource is not None and resource != api_resource():
+        raise InvalidTarget(f"The only resource here is {api_resource()}.")
     response: Response = authorization_server().create_token_response()
     db.session.commit()
     return response
@@ -310,10 +309,7 @@ def token() -> Response:
     },
 )
 def revoke() -> Response:
-    try:
-        _precheck_protocol_request()
-    except OAuthRequestError as error:
-        return _oauth_error(error)
+    _precheck_protocol_request()
     response: Response = authorization_server().create_endpoint_response("revocation")
     db.session.commit()
     return response
@@ -329,10 +325,7 @@ def revoke() -> Response:
     responses={200: s.Introspection, 400: "RFC 6749 §5.2 error", 401: "invalid_client"},
 )
 def introspect() -> Response:
-    try:
-        _precheck_protocol_request()
-    except OAuthRequestError as error:
-        return _oauth_error(error)
+    _precheck_protocol_request()
     response: Response = authorization_server().create_endpoint_response("introspection")
     response.headers["Cache-Control"] = "no-store"
     return response
