@@ -326,6 +326,7 @@ def decide(
             PendingRequest.expires_at > utcnow(),
         )
         .values(processed_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         raise UnknownRequest()

@@ -185,6 +185,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             update(AuthorizationCode)
             .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
             .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
@@ -252,6 +253,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             update(Token)
             .where(Token.id == model.id, Token.rotated_at.is_(None), Token.revoked_at.is_(None))
             .values(rotated_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             self._reuse(model)
