@@ -1,0 +1,1 @@
+"""Reproducible load benchmarks for Hearth on one machine over loopback (see bench/README.md)."""

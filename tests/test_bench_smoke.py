@@ -1,0 +1,51 @@
+"""`python -m bench.run --smoke` completes every scenario against real gunicorn servers, error-free."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = {
+    "floor",
+    "floor_end",
+    "bearer_self",
+    "bearer_threads",
+    "refresh",
+    "flow",
+    "validation_small",
+    "validation_large",
+    "cleanup_idle",
+    "cleanup_during",
+}
+
+
+@pytest.mark.live
+def test_bench_smoke_runs_every_scenario_without_errors(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    # The benchmark sets its own production environment; drop what the test session exported.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTH_", "BENCH_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    phases = {phase["name"]: phase for phase in report["scenarios"]}
+    assert set(phases) == PHASES
+    assert {name: phase["errors"] for name, phase in phases.items()} == dict.fromkeys(PHASES, 0)
+    assert all(phase["steps"] > 0 for phase in phases.values())
+    assert report["sql"]["flow"]["total"] > 0
+    assert report["scenarios"][-1]["name"] == "floor_end"
+    cleanup = phases["cleanup_during"]
+    assert cleanup["cleanup_exit"] == 0
+    assert cleanup["cleanup_deleted_tokens"] == 1000
