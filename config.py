@@ -107,8 +107,12 @@ def _instance_file(instance: Path, name: str, make: Any) -> str:
     return str(value)
 
 
-def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Build the settings dictionary from the environment, validating every value."""
+def load(environ: Mapping[str, str] | None = None, *, signs_tokens: bool = True) -> dict[str, Any]:
+    """Build the settings dictionary from the environment, validating every value.
+
+    The frontend passes `signs_tokens=False`: it never signs a JWT, so production does not
+    require it to hold the provider's private key.
+    """
     env = _Env(os.environ if environ is None else environ)
     hearth_env = env.text("HEARTH_ENV", "development")
     if hearth_env not in ("development", "production", "testing"):
@@ -140,7 +144,7 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         raise ConfigError("SECRET_KEY", "must be at least 32 characters")
 
     signing_key = env.text("OAUTH_SIGNING_KEY")
-    if signing_key is None and production:
+    if signing_key is None and production and signs_tokens:
         raise ConfigError("OAUTH_SIGNING_KEY", "required when HEARTH_ENV=production")
     if signing_key is not None and "PRIVATE KEY-----" not in signing_key:
         raise ConfigError("OAUTH_SIGNING_KEY", "expected a PEM-encoded private key")

@@ -19,7 +19,7 @@ MAX_FORM_BYTES = 2 * 1024 * 1024
 def create_frontend(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the frontend: config → CSRF → API client → blueprints → errors → headers."""
     app = Flask(__name__)
-    app.config.update({**config_module.load(), **(overrides or {})})
+    app.config.update({**config_module.load(signs_tokens=False), **(overrides or {})})
     app.config.update(
         # Flask's own cookie only carries the CSRF token; its name must never be the API's.
         SESSION_COOKIE_NAME="hearth-web-session",

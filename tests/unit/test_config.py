@@ -289,3 +289,20 @@ def test_trusted_proxy_count_must_be_a_small_whole_number() -> None:
             assert str(error).startswith("configuration error: TRUSTED_PROXY_COUNT:")
         else:
             raise AssertionError(bad)
+
+
+def test_frontend_in_production_does_not_need_the_signing_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import config
+
+    environ = {
+        "HEARTH_ENV": "production",
+        "SECRET_KEY": "x" * 40,
+        "HEARTH_INSTANCE_DIR": str(tmp_path),
+    }
+    assert config.load(environ, signs_tokens=False)["OAUTH_SIGNING_KEY"] is None
+    try:
+        config.load(environ)
+    except config.ConfigError as error:
+        assert error.variable == "OAUTH_SIGNING_KEY"
+    else:
+        raise AssertionError("the API must require OAUTH_SIGNING_KEY in production")
