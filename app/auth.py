@@ -107,6 +107,16 @@ def require(permission: Permission) -> None:
     check(actor(), permission)
 
 
+def session_principal() -> Principal | None:
+    """The browser session's principal, or None: authorize, consent and sign-in settings trust
+    only the cookie, never a bearer token."""
+    current: Actor = actor()
+    if current.account is None or current.via != "session":
+        return None
+    assert isinstance(current, Principal)
+    return current
+
+
 def signed_in() -> Principal:
     """Return the signed-in principal or raise 401 with a Bearer challenge."""
     if current_user.account is None:

@@ -13,12 +13,11 @@ import secrets
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from flask_login import current_user
 
 from app.accounts import service as accounts
 from app.accounts.schemas import AccountOut
 from app.accounts.views import account_json, set_session_cookie
-from app.auth import Principal, protocol_endpoint, signed_in
+from app.auth import Principal, protocol_endpoint, session_principal, signed_in
 from app.db import rfc3339
 from app.errors import CrossOriginRejected, Forbidden, UnsupportedMediaType, ValidationFailed
 from app.extensions import db
@@ -64,13 +63,6 @@ def _browser_principal() -> Principal:
     principal = signed_in()
     if principal.via != "session":
         raise Forbidden("Use a browser session to manage how you sign in.")
-    return principal
-
-
-def _session_principal() -> Principal | None:
-    if current_user.account is None or current_user.via != "session":
-        return None
-    principal: Principal = current_user._get_current_object()
     return principal
 
 
@@ -198,7 +190,7 @@ def callback(provider: str) -> Response:
         if not code:
             raise LoginFailed("invalid_request", "The provider sent no authorization code.")
         assert binding is not None and state is not None
-        principal = _session_principal()
+        principal = session_principal()
         account = service.complete(
             db.session,
             upstream,

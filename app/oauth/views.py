@@ -8,9 +8,8 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from flask_login import current_user
 
-from app.auth import Principal, check, protocol_endpoint, signed_in
+from app.auth import Principal, check, protocol_endpoint, session_principal, signed_in
 from app.db import utcnow
 from app.errors import Forbidden, HearthError, InvalidRequest, NotFound, Unauthenticated
 from app.extensions import db
@@ -65,14 +64,6 @@ def _issuer() -> str:
     return issuer
 
 
-def _session_principal() -> Principal | None:
-    """The authorize and consent endpoints trust only the browser session, never a bearer token."""
-    if current_user.account is None or current_user.via != "session":
-        return None
-    principal: Principal = current_user._get_current_object()
-    return principal
-
-
 def _public_request_url() -> str:
     """This request's URL as the browser knows it: behind a proxy the host we see is internal."""
     query = request.query_string.decode("latin-1")
@@ -109,7 +100,7 @@ def _redirect(location: str) -> Response:
 def authorize() -> Response:
     config = current_app.config
     args = request.args
-    principal = _session_principal()
+    principal = session_principal()
     prompt = set((args.get("prompt") or "").split())
     stale = (
         principal is not None
@@ -184,7 +175,7 @@ def authorize() -> Response:
 
 
 def _consent_principal() -> Principal:
-    principal = _session_principal()
+    principal = session_principal()
     if principal is None:
         raise Unauthenticated()
     return principal
@@ -452,7 +443,7 @@ def register() -> Response:
 
 
 def _account_session() -> Principal:
-    principal = _session_principal()
+    principal = session_principal()
     if principal is None:
         signed_in()  # 401 with the Bearer challenge when nobody is signed in
         raise Unauthenticated("Manage authorised apps from a signed-in browser session.")
