@@ -40,8 +40,11 @@ class Principal(UserMixin):
         session_id: str | None = None,
         auth_time: datetime | None = None,
         client_id: str | None = None,
+        roles: list[str] | None = None,
     ) -> None:
         self.account = account
+        # Role names when the loader fetched them with the account (None: read account.roles).
+        self.roles = roles
         self.held = held
         self.via = via
         self.scopes = scopes

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 from datetime import timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ScalarSelect, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from app import permissions
 from app.accounts.schemas import SignUp
@@ -44,6 +45,29 @@ def account_permissions(account: Account) -> frozenset[Permission]:
 
 def role_names(account: Account) -> list[str]:
     return [role.name for role in account.roles]
+
+
+@cache
+def role_aggregates() -> tuple[ScalarSelect[str], ScalarSelect[str]]:
+    """Correlated subqueries for the account's role names and their stored permissions, each
+    space-joined: a principal loads in the same statement as its account, without Role rows.
+    Nothing is cached across requests, so a role change applies to the next request."""
+
+    def joined(column: Any) -> ScalarSelect[str]:
+        return (
+            select(func.aggregate_strings(column, " "))
+            .join(AccountRole, AccountRole.role_id == Role.id)
+            .where(AccountRole.account_id == Account.id)
+            .correlate(Account)
+            .scalar_subquery()
+        )
+
+    return joined(Role.name), joined(Role.permissions)
+
+
+def held_from(stored: str | None) -> frozenset[Permission]:
+    """The guest baseline plus the permissions `role_aggregates` returned."""
+    return permissions.GUEST | permissions.from_stored(stored or "")
 
 
 def find_by_handle(session: Session, handle: str) -> Account | None:
@@ -123,29 +147,34 @@ def end_session(session: Session, token: str) -> None:
     )
 
 
-def principal_for_session(session: Session, token: str) -> Principal | None:
-    """Resolve a session cookie to a principal, or None when unknown, expired or signed out."""
-    row = (
-        session.execute(
-            select(AuthSession)
-            .options(joinedload(AuthSession.account).joinedload(Account.roles))
-            .where(
-                AuthSession.token_hash == sha256(token),
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > utcnow(),
-            )
-        )
-        .unique()
-        .scalar_one_or_none()
+@cache
+def _session_statement() -> Any:
+    names, held = role_aggregates()
+    return select(AuthSession.id, AuthSession.created_at, Account, names, held).where(
+        AuthSession.token_hash == bindparam("token_hash"),
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > bindparam("now", type_=AuthSession.expires_at.type),
+        Account.id == AuthSession.account_id,
     )
+
+
+def principal_for_session(session: Session, token: str) -> Principal | None:
+    """Resolve a session cookie to a principal, or None when unknown, expired or signed out.
+
+    One statement, built once per process (every page of the frontend comes through here)."""
+    row = session.execute(
+        _session_statement(), {"token_hash": sha256(token), "now": utcnow()}
+    ).first()
     if row is None:
         return None
+    session_id, created_at, account, names, held = row
     return Principal(
-        row.account,
-        account_permissions(row.account),
+        account,
+        held_from(held),
         via="session",
-        session_id=row.id,
-        auth_time=row.created_at,
+        session_id=session_id,
+        auth_time=created_at,
+        roles=sorted((names or "").split()),
     )
 
 

@@ -30,14 +30,18 @@ def hasher() -> PasswordHasher:
     )
 
 
-def account_json(account: Account, held: frozenset[Permission] | None = None) -> dict[str, Any]:
+def account_json(
+    account: Account,
+    held: frozenset[Permission] | None = None,
+    roles: list[str] | None = None,
+) -> dict[str, Any]:
     held = service.account_permissions(account) if held is None else held
     return {
         "id": account.id,
         "handle": account.handle,
         "name": account.name,
         "email": account.email,
-        "roles": service.role_names(account),
+        "roles": service.role_names(account) if roles is None else roles,
         "permissions": permissions.sorted_names(permissions.expand(held)),
     }
 
@@ -123,7 +127,7 @@ def signout() -> Response:
 )
 def get_self() -> Response:
     principal: Principal = signed_in()
-    response = jsonify(account_json(principal.account, principal.permissions))
+    response = jsonify(account_json(principal.account, principal.permissions, principal.roles))
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -14,7 +14,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from app.accounts.service import account_permissions
 from app.auth import Principal, sha256
 from app.db import rfc3339, utcnow
 from app.errors import HearthError, InvalidRequest
@@ -259,7 +258,7 @@ def _decision(pending: PendingRequest, principal: Principal) -> scope_rules.Deci
         scope_rules.split(pending.scope),
         client.scope_set,
         client.scope_policy,
-        account_permissions(principal.account),
+        principal.held,
     )
 
 

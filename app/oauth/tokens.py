@@ -10,14 +10,15 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import func, or_, select, type_coerce, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import bindparam, func, or_, select, type_coerce, update
+from sqlalchemy.orm import Session
 
-from app.accounts.service import account_permissions
+from app.accounts.service import held_from, role_aggregates
 from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
 from app.errors import NotFound
@@ -191,42 +192,47 @@ def is_active(token: Token) -> bool:
     return token.grant is None or token.grant.revoked_at is None
 
 
+@cache
+def _bearer_statement() -> Any:
+    names, held = role_aggregates()
+    return (
+        select(Account, Token.scope, Token.client_id, names, held)
+        .join(Account, Account.id == Token.account_id)
+        .outerjoin(Grant, Grant.id == Token.grant_id)
+        .where(
+            Token.id == bindparam("jti"),
+            Token.kind == "access",
+            Token.revoked_at.is_(None),
+            Token.expires_at > bindparam("now", type_=Token.expires_at.type),
+            or_(Token.grant_id.is_(None), Grant.revoked_at.is_(None)),
+        )
+    )
+
+
 def principal_for_access_token(
     session: Session, key: SigningKey, presented: str, issuer: str, resource: str
 ) -> Principal | None:
-    """Resolve a bearer token for Hearth's API: signature, issuer, audience, then the live row."""
+    """Resolve a bearer token for Hearth's API: signature, issuer, audience, then the live row.
+
+    The row, its grant, the account and its roles come back in one statement that is built once
+    per process: building and cache-keying it per request cost more than running it."""
     claims = decode_access_token(key, presented)
     if claims is None or claims.get("iss") != issuer:
         return None
     audience = claims.get("aud")
     if audience != resource and not (isinstance(audience, list) and resource in audience):
         return None
-    row = (
-        session.execute(
-            select(Token, Account)
-            .join(Account, Account.id == Token.account_id)
-            .options(joinedload(Account.roles))
-            .outerjoin(Grant, Grant.id == Token.grant_id)
-            .where(
-                Token.id == claims["jti"],
-                Token.kind == "access",
-                Token.revoked_at.is_(None),
-                Token.expires_at > utcnow(),
-                or_(Token.grant_id.is_(None), Grant.revoked_at.is_(None)),
-            )
-        )
-        .unique()
-        .first()
-    )
+    row = session.execute(_bearer_statement(), {"jti": claims["jti"], "now": utcnow()}).first()
     if row is None:
         return None
-    token, account = row
+    account, scope, client_id, names, held = row
     return Principal(
         account,
-        account_permissions(account),
+        held_from(held),
         via="token",
-        scopes=frozenset(token.scope.split()),
-        client_id=token.client_id,
+        scopes=frozenset(scope.split()),
+        client_id=client_id,
+        roles=sorted((names or "").split()),
     )
 
 
