@@ -7,7 +7,8 @@ Core); these adapters only read and stage rows. The view commits once per reques
 from __future__ import annotations
 
 import time
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error, OAuth2Request
@@ -28,7 +29,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, Response, current_app
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from app.accounts.service import account_permissions
@@ -105,8 +106,10 @@ class Code(AuthorizationCodeMixin):
 
 
 class StoredToken(TokenMixin):
-    def __init__(self, model: Token) -> None:
+    def __init__(self, model: Token, grant: Grant | None = None) -> None:
         self.model = model
+        # Held here: the session's identity map keeps only weak references.
+        self.grant = grant
 
     def check_client(self, client: Client) -> bool:
         return self.model.client_id == client.get_client_id()
@@ -154,6 +157,63 @@ class S256Only(CodeChallenge):
             raise InvalidGrantError("The code_verifier does not match the code_challenge.")
 
 
+# Statements on the token endpoint's path are built once per process: constructing and
+# cache-keying a select with its loader options costs more than running it.
+
+
+@cache
+def _client_statement() -> Any:
+    return select(OAuthClient).where(OAuthClient.id == bindparam("client_id"))
+
+
+@cache
+def _code_statement() -> Any:
+    # One round trip: the grant and its account come along (session.get then hits the map).
+    return (
+        select(AuthorizationCode)
+        .options(joinedload(AuthorizationCode.grant).joinedload(Grant.account))
+        .where(AuthorizationCode.code_hash == bindparam("code_hash"))
+    )
+
+
+@cache
+def _refresh_statement() -> Any:
+    # The token and its grant as two entities of one row: `token.grant` then comes from the
+    # identity map without SQL, and there is no joined-eager de-duplication to pay for.
+    return select(Token, Grant).where(
+        Token.token_hash == bindparam("token_hash"),
+        Token.kind == "refresh",
+        Grant.id == Token.grant_id,
+    )
+
+
+_tokens = cast(Table, Token.__table__)
+_codes = cast(Table, AuthorizationCode.__table__)
+
+# Claims are Core UPDATEs on the connection: nothing reads the claimed column afterwards, so the
+# ORM's bulk-update path (and its session synchronisation) would be pure overhead.
+_CLAIM_REFRESH = (
+    update(_tokens)
+    .where(
+        _tokens.c.id == bindparam("token_id"),
+        _tokens.c.rotated_at.is_(None),
+        _tokens.c.revoked_at.is_(None),
+    )
+    .values(rotated_at=bindparam("now", type_=_tokens.c.rotated_at.type))
+)
+_CLAIM_CODE = (
+    update(_codes)
+    .where(_codes.c.id == bindparam("code_id"), _codes.c.used_at.is_(None))
+    .values(used_at=bindparam("now", type_=_codes.c.used_at.type))
+)
+
+
+def _claim(statement: Any, **params: Any) -> bool:
+    """Run a conditional UPDATE; True when this request won the row."""
+    result = db.session.connection().execute(statement, {**params, "now": utcnow()})
+    return bool(result.rowcount == 1)
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
 
@@ -163,13 +223,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: Client) -> Code | None:
         from app.auth import sha256
 
-        model = db.session.scalar(
-            # One round trip: the grant and its account come along (session.get then hits the
-            # identity map).
-            select(AuthorizationCode)
-            .options(joinedload(AuthorizationCode.grant).joinedload(Grant.account))
-            .where(AuthorizationCode.code_hash == sha256(code))
-        )
+        model = db.session.scalar(_code_statement(), {"code_hash": sha256(code)})
         if model is None or model.client_id != client.get_client_id():
             return None
         # An expired code that was already redeemed still reaches authenticate_user, so a late
@@ -181,23 +235,17 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def authenticate_user(self, authorization_code: Code) -> tokens.Subject:
         """Claim the code atomically; a second valid redemption revokes what the first got."""
         code = authorization_code.model
-        claimed = db.session.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.id == code.id, AuthorizationCode.used_at.is_(None))
-            .values(used_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if not _claim(_CLAIM_CODE, code_id=code.id):
             tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
             security_event("code_replay", client_id=code.client_id, grant_id=code.grant_id)
             raise InvalidGrantError("The code was already used; its tokens are revoked.")
         grant = code.grant
         if grant.revoked_at is not None:
             raise InvalidGrantError("The grant behind this code was revoked.")
-        account = db.session.get(Account, grant.account_id)
-        if account is None:
-            raise InvalidGrantError("The account behind this code no longer exists.")
-        return tokens.Subject(account, grant, auth_time=code.auth_time, code_id=code.id)
+        account = grant.account  # joined with the code
+        return tokens.Subject(
+            account.id, grant, account=account, auth_time=code.auth_time, code_id=code.id
+        )
 
     def delete_authorization_code(self, authorization_code: Code) -> None:
         """Nothing to do: the code was marked used when it was claimed."""
@@ -222,22 +270,22 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> StoredToken | None:
         from app.auth import sha256
 
-        model = db.session.scalar(
-            select(Token)
-            .options(joinedload(Token.grant).joinedload(Grant.account))
-            .where(Token.token_hash == sha256(refresh_token), Token.kind == "refresh")
-        )
-        if model is None or model.revoked_at is not None or model.expires_at <= utcnow():
+        row = db.session.execute(
+            _refresh_statement(), {"token_hash": sha256(refresh_token)}
+        ).first()
+        if row is None:
             return None
-        grant = model.grant
-        if grant is None or grant.revoked_at is not None:
+        model, grant = row
+        if model.revoked_at is not None or model.expires_at <= utcnow():
+            return None
+        if grant.revoked_at is not None:
             return None
         if model.rotated_at is not None:
             self._reuse(model)
             return None
         if grant.created_at + current_app.config["OAUTH_REFRESH_TOKEN_MAX_AGE"] <= utcnow():
             return None
-        return StoredToken(model)
+        return StoredToken(model, grant)
 
     @staticmethod
     def _reuse(model: Token) -> None:
@@ -249,19 +297,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def authenticate_user(self, refresh_token: StoredToken) -> tokens.Subject:
         """Rotate atomically: of two racing uses, the loser is treated as reuse."""
         model = refresh_token.model
-        claimed = db.session.execute(
-            update(Token)
-            .where(Token.id == model.id, Token.rotated_at.is_(None), Token.revoked_at.is_(None))
-            .values(rotated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if not _claim(_CLAIM_REFRESH, token_id=model.id):
             self._reuse(model)
             raise InvalidGrantError("The refresh token was already used.")
-        account = db.session.get(Account, model.account_id)
-        if account is None or model.grant is None:
-            raise InvalidGrantError("The account behind this token no longer exists.")
-        return tokens.Subject(account, model.grant, refresh_scope=model.scope)
+        grant = refresh_token.grant
+        assert grant is not None  # loaded with the token
+        # The account's rows cascade with it, so a live grant means a live account.
+        return tokens.Subject(grant.account_id, grant, refresh_scope=model.scope)
 
     def revoke_old_credential(self, refresh_token: StoredToken) -> None:
         """Nothing to do: the old token was marked rotated when it was claimed."""
@@ -298,7 +340,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         )
         if requested and len(decision.granted) != len(permission_scopes):
             raise InvalidScopeError("Some requested scopes are not available to this client.")
-        subject = tokens.Subject(owner, None)
+        subject = tokens.Subject(owner.id, None, account=owner)
         self.request.user = subject
         token = self.generate_token(
             user=subject, scope=" ".join(decision.granted), include_refresh_token=False
@@ -332,6 +374,7 @@ class HearthOpenIDCode(OpenIDCode):
         }
 
     def generate_user_info(self, user: tokens.Subject, scope: str) -> UserInfo:
+        assert user.account is not None  # the code grant loads it with the code
         return UserInfo(userinfo_claims(user.account, scope))
 
 
@@ -429,7 +472,7 @@ ERROR_TEXT = {
 
 class HearthAuthorizationServer(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
-        model = db.session.get(OAuthClient, client_id)
+        model = db.session.scalar(_client_statement(), {"client_id": client_id})
         return Client(model) if model is not None else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
