@@ -397,6 +397,12 @@ class Run:
             return
         with self.api(database) as server:
             if "bearer" in wanted:
+                # Hearth's own per-request base (hooks, logging, no auth, no SQL), so the gap
+                # between the floor and a bearer read can be split into framework and lookup.
+                states = [{"path": "/health/alive", "headers": {}} for _ in bearer]
+                self.phase(
+                    "api_alive", server, "get", states, note="GET /health/alive, no auth, no SQL"
+                )
                 for name, path in (
                     ("bearer_self", "/api/accounts/self"),
                     ("bearer_threads", "/api/threads"),

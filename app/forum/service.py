@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,6 +94,39 @@ def _category(session: Session, slug: str) -> Category:
     return category
 
 
+@cache
+def _thread_list_statement(in_category: bool, after_cursor: bool) -> Any:
+    """A read model for the list: only the columns it shows, built once per variant.
+
+    Reply counts are a correlated count per row on the (thread_id, id) index, so the cost
+    follows the page size, not the number of replies in the forum."""
+    replies = (
+        select(func.count()).where(Reply.thread_id == Thread.id).correlate(Thread).scalar_subquery()
+    )
+    query = (
+        select(
+            Thread.id,
+            Thread.slug,
+            Thread.title,
+            Thread.created_at,
+            Category.slug.label("category"),
+            Account.id.label("author_id"),
+            Account.handle.label("author_handle"),
+            Account.name.label("author_name"),
+            replies.label("reply_count"),
+        )
+        .join(Category, Category.id == Thread.category_id)
+        .join(Account, Account.id == Thread.author_id)
+        .order_by(Thread.id.desc())
+        .limit(bindparam("limit"))
+    )
+    if in_category:
+        query = query.where(Category.slug == bindparam("category"))
+    if after_cursor:
+        query = query.where(Thread.id < bindparam("cursor"))
+    return query
+
+
 def list_threads(
     session: Session,
     actor: Actor,
@@ -100,25 +134,27 @@ def list_threads(
     category: str | None,
     cursor: str | None,
     limit: int = PAGE_SIZE,
-) -> tuple[list[tuple[Thread, int]], str | None]:
+) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; `cursor` is the last id of the previous page."""
     check(actor, Permission.READ_PUBLISHED_THREADS)
-    replies = select(Reply.thread_id, func.count().label("n")).group_by(Reply.thread_id).subquery()
-    query = (
-        select(Thread, func.coalesce(replies.c.n, 0))
-        .outerjoin(replies, replies.c.thread_id == Thread.id)
-        .order_by(Thread.id.desc())
-        .limit(limit + 1)
-    )
-    if category is not None:
-        query = query.join(Category, Category.id == Thread.category_id).where(
-            Category.slug == category
-        )
-    if cursor:
-        query = query.where(Thread.id < cursor)
-    rows = [(thread, int(count)) for thread, count in session.execute(query).all()]
-    next_cursor = rows[limit - 1][0].id if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    rows = session.execute(
+        _thread_list_statement(category is not None, bool(cursor)),
+        {"limit": limit + 1, "category": category, "cursor": cursor},
+    ).all()
+    items = [
+        {
+            "id": row.id,
+            "slug": row.slug,
+            "title": row.title,
+            "category": row.category,
+            "author": {"id": row.author_id, "handle": row.author_handle, "name": row.author_name},
+            "created_at": rfc3339(row.created_at),
+            "reply_count": row.reply_count,
+        }
+        for row in rows[:limit]
+    ]
+    next_cursor = rows[limit - 1].id if len(rows) > limit else None
+    return items, next_cursor
 
 
 def get_thread(session: Session, actor: Actor, slug: str) -> tuple[Thread, list[Reply]]:

@@ -102,25 +102,13 @@ def create_category() -> Response:
     responses={200: ThreadList, 400: "Bad cursor"},
 )
 def list_threads() -> Response:
-    rows, next_cursor = service.list_threads(
+    items, next_cursor = service.list_threads(
         db.session,
         actor(),
         category=request.args.get("category") or None,
         cursor=_cursor(),
         limit=_limit(),
     )
-    items = [
-        {
-            "id": thread.id,
-            "slug": thread.slug,
-            "title": thread.title,
-            "category": thread.category.slug,
-            "author": service.author_json(thread.author),
-            "created_at": rfc3339(thread.created_at),
-            "reply_count": replies,
-        }
-        for thread, replies in rows
-    ]
     return jsonify({"items": items, "next_cursor": next_cursor})
 
 

@@ -185,3 +185,59 @@ def test_unknown_route_and_method_are_json(client: FlaskClient) -> None:
     assert wrong.status_code == 405
     assert wrong.get_json()["error"] == "method_not_allowed"
     assert wrong.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_thread_list_counts_replies_per_thread_and_filters_by_category_and_cursor(
+    auth: AuthActions, client: FlaskClient
+) -> None:
+    admin = auth.admin()
+    news = make_category(admin, "News")
+    chat = make_category(admin, "Chat")
+    alice = auth.signup("alice")
+    made = []
+    for n, category in enumerate([news, chat, news, news]):
+        made.append(
+            alice.post(
+                "/api/threads", json={"title": f"T{n}", "body": "x", "category": category}
+            ).get_json()
+        )
+    for thread, replies in zip(made, [2, 1, 0, 3], strict=True):
+        for _ in range(replies):
+            alice.post(f"/api/threads/{thread['slug']}/replies", json={"body": "r"})
+
+    first = client.get(f"/api/threads?category={news}&limit=2").get_json()
+    assert first["items"] == [
+        {
+            "id": made[3]["id"],
+            "slug": made[3]["slug"],
+            "title": "T3",
+            "category": news,
+            "author": made[3]["author"],
+            "created_at": made[3]["created_at"],
+            "reply_count": 3,
+        },
+        {
+            "id": made[2]["id"],
+            "slug": made[2]["slug"],
+            "title": "T2",
+            "category": news,
+            "author": made[2]["author"],
+            "created_at": made[2]["created_at"],
+            "reply_count": 0,
+        },
+    ]
+    assert first["next_cursor"] == made[2]["id"]
+    rest = client.get(f"/api/threads?category={news}&limit=2&cursor={first['next_cursor']}")
+    assert [(t["title"], t["reply_count"]) for t in rest.get_json()["items"]] == [("T0", 2)]
+    assert rest.get_json()["next_cursor"] is None
+    everything = client.get("/api/threads").get_json()["items"]
+    assert [(t["title"], t["reply_count"]) for t in everything] == [
+        ("T3", 3),
+        ("T2", 0),
+        ("T1", 1),
+        ("T0", 2),
+    ]
+    assert client.get("/api/threads?category=no-such-category").get_json() == {
+        "items": [],
+        "next_cursor": None,
+    }
