@@ -6,6 +6,7 @@ API's database or signing key.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from flask import Flask
@@ -13,16 +14,24 @@ from flask import Flask
 import config
 
 
+def _settled(app: Flask) -> Flask:
+    """Move everything loaded so far (modules, mappers, the app) out of the cyclic collector's
+    sight: it otherwise re-walks these long-lived objects on every full collection."""
+    gc.collect()
+    gc.freeze()
+    return app
+
+
 def __getattr__(name: str) -> Flask:
     try:
         if name == "api":
             from app import create_app
 
-            return create_app()
+            return _settled(create_app())
         if name == "web":
             from frontend import create_frontend
 
-            return create_frontend()
+            return _settled(create_frontend())
     except config.ConfigError as error:
         print(str(error), file=sys.stderr)
         raise SystemExit(2) from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from joserfc.jwk import ECKey, RSAKey
 
 @dataclass(frozen=True)
 class SigningKey:
-    key: RSAKey | ECKey
+    # Equal and hashed by alg and kid (the key's RFC 7638 thumbprint), so it can key caches.
+    key: RSAKey | ECKey = field(compare=False)
     alg: str
     kid: str
 

@@ -10,7 +10,8 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import Any, cast
 
 from joserfc import jwt
@@ -45,6 +46,10 @@ class Subject:
     def get_user_id(self) -> str:
         return self.account_id
 
+
+# Hearth's own access tokens are well under 2 KB; anything longer is not one of them and is not
+# worth parsing (nor a place in the verification cache).
+MAX_ACCESS_TOKEN_LENGTH = 4096
 
 _TOKENS_INSERT = insert(cast(Table, Token.__table__))
 
@@ -162,21 +167,33 @@ def revoke_code_tokens(session: Session, grant_id: str, code_id: str) -> None:
     revoke_grant(session, grant_id, "code_replay")
 
 
-def decode_access_token(
-    key: SigningKey, token: str, verify_expiry: bool = True
-) -> dict[str, Any] | None:
-    """Verify an access token's signature and type; return its claims or None."""
-    if token.count(".") != 2:
-        return None
+@lru_cache(maxsize=4096)
+def _verified_claims(key: SigningKey, token: str) -> MappingProxyType[str, Any] | None:
+    """Signature, type and `jti` checks of one token string under one key.
+
+    The answer can never change, so a client that reuses its access token pays for parsing and
+    verification once per worker; expiry and the stored row are still checked every time."""
     try:
         decoded = jwt.decode(token, key.key, algorithms=[key.alg])
     except (JoseError, ValueError):
         return None
     if decoded.header.get("typ") != "at+jwt":
         return None
-    claims = dict(decoded.claims)
-    if not isinstance(claims.get("jti"), str):
+    if not isinstance(decoded.claims.get("jti"), str):
         return None
+    return MappingProxyType(dict(decoded.claims))
+
+
+def decode_access_token(
+    key: SigningKey, token: str, verify_expiry: bool = True
+) -> dict[str, Any] | None:
+    """Verify an access token's signature and type; return its claims or None."""
+    if token.count(".") != 2 or len(token) > MAX_ACCESS_TOKEN_LENGTH:
+        return None
+    verified = _verified_claims(key, token)
+    if verified is None:
+        return None
+    claims = dict(verified)
     if verify_expiry and not (isinstance(claims.get("exp"), int) and claims["exp"] > time.time()):
         return None
     return claims

@@ -782,6 +782,30 @@ def test_revoked_access_token_is_refused_at_once(oauth: OAuthActions) -> None:
     assert oauth.refresh(client, tokens["refresh_token"]).status_code == 200
 
 
+def test_verified_access_token_is_still_refused_once_its_exp_passes(
+    oauth: OAuthActions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers remember which token strings verified; expiry must still be checked every time.
+    client = oauth.make_client()
+    tokens = oauth.tokens(oauth.auth.signup("alice"), client)
+    assert_alive(oauth.app, tokens["access_token"])
+    later = time.time() + 3600 + 1
+    monkeypatch.setattr("app.oauth.tokens.time.time", lambda: later)
+    assert_dead(oauth.app, tokens["access_token"])
+
+
+def test_tampered_copy_of_a_verified_access_token_is_refused(oauth: OAuthActions) -> None:
+    client = oauth.make_client()
+    tokens = oauth.tokens(oauth.auth.signup("alice"), client)
+    assert_alive(oauth.app, tokens["access_token"])
+    header, payload, signature = tokens["access_token"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["scope"] += " ADMINISTRATOR"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert_dead(oauth.app, f"{header}.{forged}.{signature}")
+    assert_dead(oauth.app, "x" * 5000 + "." + payload + "." + signature)
+
+
 def test_revoked_refresh_token_ends_the_whole_grant(oauth: OAuthActions) -> None:
     client = oauth.make_client()
     browser = oauth.auth.signup("alice")
