@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -27,23 +28,38 @@ def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class AccountInfo:
+    """What requests read about the signed-in account, loaded with the session or token row."""
+
+    id: str
+    handle: str
+    name: str
+    email: str | None
+    email_verified: bool
+
+
 class Principal(UserMixin):
-    """A signed-in account and the permissions this request carries."""
+    """A signed-in account and the permissions this request carries.
+
+    The loaders fetch the account's columns, roles and permissions in the same statement as the
+    session or token; the ORM `Account` loads only when a view asks for `account`."""
 
     def __init__(
         self,
-        account: Account,
+        info: AccountInfo,
         held: frozenset[Permission],
         *,
+        roles: list[str],
         via: str,
         scopes: frozenset[str] | None = None,
         session_id: str | None = None,
         auth_time: datetime | None = None,
         client_id: str | None = None,
-        roles: list[str] | None = None,
     ) -> None:
-        self.account = account
-        # Role names when the loader fetched them with the account (None: read account.roles).
+        self.info = info
+        self.account_id = info.id
+        self._account: Account | None = None
         self.roles = roles
         self.held = held
         self.via = via
@@ -60,12 +76,22 @@ class Principal(UserMixin):
             )
             self.permissions = granted
 
+    @property
+    def account(self) -> Account:
+        """The ORM row, for views that change it or hang rows off it (one SELECT, then cached)."""
+        if self._account is None:
+            account = db.session.get(Account, self.account_id)
+            if account is None:  # deleted since the loader ran, within this request
+                raise Unauthenticated()
+            self._account = account
+        return self._account
+
     def get_id(self) -> str:
-        return self.account.id
+        return self.account_id
 
 
 class Guest(AnonymousUserMixin):
-    account = None
+    account_id = None
     via = None
     scopes = None
     session_id = None
@@ -89,7 +115,7 @@ def check(actor: Actor, permission: Permission) -> None:
     """Raise 401 or 403 unless `actor` holds `permission`."""
     if permission in actor.permissions:
         return
-    if actor.account is None:
+    if actor.account_id is None:
         raise Unauthenticated(headers=_challenge())
     if actor.via == "token":
         raise Forbidden(
@@ -114,7 +140,7 @@ def session_principal() -> Principal | None:
     """The browser session's principal, or None: authorize, consent and sign-in settings trust
     only the cookie, never a bearer token."""
     current: Actor = actor()
-    if current.account is None or current.via != "session":
+    if current.account_id is None or current.via != "session":
         return None
     assert isinstance(current, Principal)
     return current
@@ -122,7 +148,7 @@ def session_principal() -> Principal | None:
 
 def signed_in() -> Principal:
     """Return the signed-in principal or raise 401 with a Bearer challenge."""
-    if current_user.account is None:
+    if current_user.account_id is None:
         raise Unauthenticated(headers=_challenge())
     principal: Principal = current_user._get_current_object()
     return principal

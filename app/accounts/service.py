@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app import permissions
 from app.accounts.schemas import SignUp
-from app.auth import Principal, sha256
+from app.auth import AccountInfo, Principal, sha256
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound, ValidationFailed
 from app.models import Account, AccountRole, AuthSession, Role
@@ -63,6 +63,21 @@ def role_aggregates() -> tuple[ScalarSelect[str], ScalarSelect[str]]:
         )
 
     return joined(Role.name), joined(Role.permissions)
+
+
+# The columns behind AccountInfo, selected with a session or token row.
+ACCOUNT_INFO_COLUMNS = (
+    Account.id,
+    Account.handle,
+    Account.name,
+    Account.email,
+    Account.email_verified,
+)
+
+
+def account_info(row: Any) -> AccountInfo:
+    """AccountInfo from a row carrying ACCOUNT_INFO_COLUMNS (or from an Account)."""
+    return AccountInfo(row.id, row.handle, row.name, row.email, bool(row.email_verified))
 
 
 def held_from(stored: str | None) -> frozenset[Permission]:
@@ -150,7 +165,13 @@ def end_session(session: Session, token: str) -> None:
 @cache
 def _session_statement() -> Any:
     names, held = role_aggregates()
-    return select(AuthSession.id, AuthSession.created_at, Account, names, held).where(
+    return select(
+        AuthSession.id.label("session_id"),
+        AuthSession.created_at.label("session_created_at"),
+        *ACCOUNT_INFO_COLUMNS,
+        names.label("role_names"),
+        held.label("role_permissions"),
+    ).where(
         AuthSession.token_hash == bindparam("token_hash"),
         AuthSession.revoked_at.is_(None),
         AuthSession.expires_at > bindparam("now", type_=AuthSession.expires_at.type),
@@ -161,20 +182,21 @@ def _session_statement() -> Any:
 def principal_for_session(session: Session, token: str) -> Principal | None:
     """Resolve a session cookie to a principal, or None when unknown, expired or signed out.
 
-    One statement, built once per process (every page of the frontend comes through here)."""
-    row = session.execute(
-        _session_statement(), {"token_hash": sha256(token), "now": utcnow()}
-    ).first()
+    One Core statement, built once per process (every page of the frontend comes through here)."""
+    row = (
+        session.connection()
+        .execute(_session_statement(), {"token_hash": sha256(token), "now": utcnow()})
+        .first()
+    )
     if row is None:
         return None
-    session_id, created_at, account, names, held = row
     return Principal(
-        account,
-        held_from(held),
+        account_info(row),
+        held_from(row.role_permissions),
+        roles=sorted((row.role_names or "").split()),
         via="session",
-        session_id=session_id,
-        auth_time=created_at,
-        roles=sorted((names or "").split()),
+        session_id=row.session_id,
+        auth_time=row.session_created_at,
     )
 
 

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from app import permissions
 from app.accounts import service
 from app.accounts.schemas import AccountOut, RoleList, RolesOut, SignIn, SignUp
-from app.auth import SESSION_COOKIE, Principal, require, signed_in
+from app.auth import SESSION_COOKIE, AccountInfo, Principal, require, signed_in
 from app.extensions import db
 from app.models import Account
 from app.openapi import operation
@@ -31,19 +31,23 @@ def hasher() -> PasswordHasher:
 
 
 def account_json(
-    account: Account,
-    held: frozenset[Permission] | None = None,
-    roles: list[str] | None = None,
+    account: Account | AccountInfo,
+    roles: list[str],
+    held: frozenset[Permission],
 ) -> dict[str, Any]:
-    held = service.account_permissions(account) if held is None else held
     return {
         "id": account.id,
         "handle": account.handle,
         "name": account.name,
         "email": account.email,
-        "roles": service.role_names(account) if roles is None else roles,
+        "roles": roles,
         "permissions": permissions.sorted_names(permissions.expand(held)),
     }
+
+
+def stored_account_json(account: Account) -> dict[str, Any]:
+    """account_json for an ORM row (sign-up and sign-in responses)."""
+    return account_json(account, service.role_names(account), service.account_permissions(account))
 
 
 def set_session_cookie(response: Response, token: str) -> None:
@@ -63,7 +67,7 @@ def set_session_cookie(response: Response, token: str) -> None:
 def _signed_in_response(account: Account) -> Response:
     token = service.start_session(db.session, account, current_app.config["SESSION_TTL"])
     db.session.commit()
-    response = jsonify(account_json(account))
+    response = jsonify(stored_account_json(account))
     response.headers["Cache-Control"] = "no-store"
     set_session_cookie(response, token)
     return response
@@ -127,7 +131,7 @@ def signout() -> Response:
 )
 def get_self() -> Response:
     principal: Principal = signed_in()
-    response = jsonify(account_json(principal.account, principal.permissions, principal.roles))
+    response = jsonify(account_json(principal.info, principal.roles, principal.permissions))
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.accounts import service as accounts
 from app.accounts.schemas import AccountOut
-from app.accounts.views import account_json, set_session_cookie
+from app.accounts.views import set_session_cookie, stored_account_json
 from app.auth import Principal, protocol_endpoint, session_principal, signed_in
 from app.db import rfc3339
 from app.errors import CrossOriginRejected, Forbidden, UnsupportedMediaType, ValidationFailed
@@ -145,7 +145,7 @@ def authorization_url(provider: str) -> Response:
             config["PUBLIC_API_ADDRESS"],
             config["PUBLIC_WEB_ADDRESS"],
         ),
-        account_id=principal.account.id if principal else None,
+        account_id=principal.account_id if principal else None,
     )
     db.session.commit()
     response = jsonify({"url": started.url, "provider": upstream.name, "state": started.state})
@@ -204,7 +204,7 @@ def callback(provider: str) -> Response:
                 extra={"user": args["user"]} if "user" in args else {},
             ),
             merge_verified_email=config["OAUTH_PROVIDER_MERGE_VERIFIED_EMAIL"],
-            signed_in_account_id=principal.account.id if principal else None,
+            signed_in_account_id=principal.account_id if principal else None,
         )
         token = None
         if row.kind == "authenticate":
@@ -277,7 +277,7 @@ def callback_post(provider: str) -> Response:
     )
     token = accounts.start_session(db.session, account, config["SESSION_TTL"])
     db.session.commit()
-    response = jsonify(account_json(account))
+    response = jsonify(stored_account_json(account))
     response.headers["Cache-Control"] = "no-store"
     set_session_cookie(response, token)
     return response
@@ -347,7 +347,7 @@ def list_identities() -> Response:
             "subject": identity.subject,
             "created_at": rfc3339(identity.created_at),
         }
-        for identity in service.identities(db.session, principal.account.id)
+        for identity in service.identities(db.session, principal.account_id)
     ]
     response = jsonify({"items": items})
     response.headers["Cache-Control"] = "no-store"
@@ -367,6 +367,6 @@ def list_identities() -> Response:
 )
 def unlink_identity(provider: str) -> Response:
     principal = _browser_principal()
-    service.unlink(db.session, principal.account.id, provider)
+    service.unlink(db.session, principal.account_id, provider)
     db.session.commit()
     return Response(status=204)

@@ -189,7 +189,7 @@ def _editable(session: Session, actor: Principal, slug: str) -> Thread:
     thread = session.scalar(select(Thread).where(Thread.slug == slug))
     if thread is None:
         raise NotFound("No thread has that slug.")
-    if thread.author_id == actor.account.id:
+    if thread.author_id == actor.account_id:
         check(actor, Permission.CREATE_POST)
     else:
         check(actor, Permission.MANAGE_POSTS)

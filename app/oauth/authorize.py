@@ -197,7 +197,7 @@ def create_pending(
     session.add(
         PendingRequest(
             request_hash=sha256(request_id),
-            account_id=principal.account.id,
+            account_id=principal.account_id,
             client_id=request.client.id,
             redirect_uri=request.redirect_uri,
             scope=" ".join(request.requested),
@@ -226,7 +226,7 @@ def remembered_grant(
     wanted = set(decision.granted)
     for grant in session.scalars(
         select(Grant).where(
-            Grant.account_id == principal.account.id,
+            Grant.account_id == principal.account_id,
             Grant.client_id == client.id,
             Grant.revoked_at.is_(None),
             Grant.created_at > utcnow() - max_age,
@@ -244,7 +244,7 @@ def _pending(session: Session, principal: Principal, request_id: str) -> Pending
     # Another account's request is indistinguishable from a missing one.
     if (
         pending is None
-        or pending.account_id != principal.account.id
+        or pending.account_id != principal.account_id
         or pending.processed_at is not None
         or pending.expires_at <= utcnow()
     ):
@@ -332,7 +332,7 @@ def decide(
     security_event(
         "consent_decision",
         decision="approve" if approve else "deny",
-        account_id=principal.account.id,
+        account_id=principal.account_id,
         client_id=pending.client_id,
     )
     if not approve:
@@ -345,7 +345,7 @@ def decide(
         )
         return "denied", location
     grant = Grant(
-        account_id=principal.account.id,
+        account_id=principal.account_id,
         client_id=pending.client_id,
         scope=" ".join(scopes),
         resource=pending.resource or "",

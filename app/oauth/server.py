@@ -33,6 +33,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from app.accounts.service import account_permissions
+from app.auth import AccountInfo
 from app.db import utcnow
 from app.extensions import db
 from app.models import Account, AuthorizationCode, Grant, OAuthClient, Token
@@ -378,7 +379,7 @@ class HearthOpenIDCode(OpenIDCode):
         return UserInfo(userinfo_claims(user.account, scope))
 
 
-def userinfo_claims(account: Account, scope: str) -> dict[str, Any]:
+def userinfo_claims(account: Account | AccountInfo, scope: str) -> dict[str, Any]:
     """OIDC Core §5.4 claims by scope: profile → handle and name, email → address."""
     names = set(scope.split())
     claims: dict[str, Any] = {"sub": account.id}

@@ -19,7 +19,7 @@ from joserfc.errors import JoseError
 from sqlalchemy import Table, bindparam, func, insert, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
-from app.accounts.service import held_from, role_aggregates
+from app.accounts.service import ACCOUNT_INFO_COLUMNS, account_info, held_from, role_aggregates
 from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
 from app.errors import NotFound
@@ -221,7 +221,13 @@ def is_active(token: Token) -> bool:
 def _bearer_statement() -> Any:
     names, held = role_aggregates()
     return (
-        select(Account, Token.scope, Token.client_id, names, held)
+        select(
+            *ACCOUNT_INFO_COLUMNS,
+            Token.scope,
+            Token.client_id,
+            names.label("role_names"),
+            held.label("role_permissions"),
+        )
         .join(Account, Account.id == Token.account_id)
         .outerjoin(Grant, Grant.id == Token.grant_id)
         .where(
@@ -239,34 +245,38 @@ def principal_for_access_token(
 ) -> Principal | None:
     """Resolve a bearer token for Hearth's API: signature, issuer, audience, then the live row.
 
-    The row, its grant, the account and its roles come back in one statement that is built once
-    per process: building and cache-keying it per request cost more than running it."""
+    The row, its grant, the account and its roles come back in one Core statement that is built
+    once per process: building, cache-keying and ORM-loading it per request cost more than
+    running it."""
     claims = decode_access_token(key, presented)
     if claims is None or claims.get("iss") != issuer:
         return None
     audience = claims.get("aud")
     if audience != resource and not (isinstance(audience, list) and resource in audience):
         return None
-    row = session.execute(_bearer_statement(), {"jti": claims["jti"], "now": utcnow()}).first()
+    row = (
+        session.connection()
+        .execute(_bearer_statement(), {"jti": claims["jti"], "now": utcnow()})
+        .first()
+    )
     if row is None:
         return None
-    account, scope, client_id, names, held = row
     return Principal(
-        account,
-        held_from(held),
+        account_info(row),
+        held_from(row.role_permissions),
+        roles=sorted((row.role_names or "").split()),
         via="token",
-        scopes=frozenset(scope.split()),
-        client_id=client_id,
-        roles=sorted((names or "").split()),
+        scopes=frozenset(row.scope.split()),
+        client_id=row.client_id,
     )
 
 
-def authorized_apps(session: Session, account: Account, max_age: timedelta) -> list[dict[str, Any]]:
+def authorized_apps(session: Session, account_id: str, max_age: timedelta) -> list[dict[str, Any]]:
     # "Last used" is the newest token issued under the grant: derived here, so the token
     # endpoint never pays for an extra UPDATE per request.
     last_used = (
         select(Token.grant_id, func.max(Token.created_at).label("at"))
-        .where(Token.account_id == account.id)
+        .where(Token.account_id == account_id)
         .group_by(Token.grant_id)
         .subquery()
     )
@@ -274,7 +284,7 @@ def authorized_apps(session: Session, account: Account, max_age: timedelta) -> l
         select(Grant, type_coerce(last_used.c.at, UTCDateTime))
         .outerjoin(last_used, last_used.c.grant_id == Grant.id)
         .where(
-            Grant.account_id == account.id,
+            Grant.account_id == account_id,
             Grant.revoked_at.is_(None),
             Grant.created_at > utcnow() - max_age,
         )
@@ -294,9 +304,9 @@ def authorized_apps(session: Session, account: Account, max_age: timedelta) -> l
     ]
 
 
-def revoke_authorized_app(session: Session, account: Account, grant_id: str) -> None:
+def revoke_authorized_app(session: Session, account_id: str, grant_id: str) -> None:
     grant = session.get(Grant, grant_id)
     # Another account's grant reads as missing.
-    if grant is None or grant.account_id != account.id or grant.revoked_at is not None:
+    if grant is None or grant.account_id != account_id or grant.revoked_at is not None:
         raise NotFound("No authorised app has that grant id.")
     revoke_grant(session, grant.id, "revoked_by_account")

@@ -333,7 +333,7 @@ def _userinfo() -> Response:
             "The token does not carry the openid scope.",
             headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
         )
-    response = jsonify(userinfo_claims(principal.account, " ".join(principal.scopes or ())))
+    response = jsonify(userinfo_claims(principal.info, " ".join(principal.scopes or ())))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -460,7 +460,7 @@ def _account_session() -> Principal:
 def authorized_apps() -> Response:
     principal = _account_session()
     items = tokens.authorized_apps(
-        db.session, principal.account, current_app.config["OAUTH_REFRESH_TOKEN_MAX_AGE"]
+        db.session, principal.account_id, current_app.config["OAUTH_REFRESH_TOKEN_MAX_AGE"]
     )
     response = jsonify({"items": items})
     response.headers["Cache-Control"] = "no-store"
@@ -476,7 +476,7 @@ def authorized_apps() -> Response:
 )
 def revoke_authorized_app(grant_id: str) -> Response:
     principal = _account_session()
-    tokens.revoke_authorized_app(db.session, principal.account, grant_id)
+    tokens.revoke_authorized_app(db.session, principal.account_id, grant_id)
     db.session.commit()
     return Response(status=204)
 
