@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from flask import Flask, Request, current_app, request
+from flask import Flask, Request, Response, current_app, request
+from flask.sessions import SessionInterface, SessionMixin
 from flask_login import AnonymousUserMixin, UserMixin, current_user
 
 from app import permissions
@@ -205,7 +206,20 @@ def load_principal(req: Request) -> Principal | None:
     return service.principal_for_session(db.session, token)
 
 
+class NoFlaskSession(SessionInterface):
+    """The API keeps no Flask cookie session: who is asking comes only from the storyden-session
+    cookie or a bearer token. Flask-Login reads an always-empty session, so no request pays for
+    opening and signing a cookie nobody uses, and no response can set one."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        return None
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = NoFlaskSession()
     login_manager.init_app(app)
     login_manager.session_protection = None
     login_manager.anonymous_user = Guest

@@ -299,3 +299,17 @@ def test_bearer_without_token_support_is_rejected(client: FlaskClient) -> None:
     response = client.get(SELF, headers={"Authorization": "Basic abc"})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+
+
+def test_api_never_sets_a_flask_session_cookie_and_varies_on_the_session_cookie(
+    auth: AuthActions, client: FlaskClient
+) -> None:
+    alice = auth.signup("alice")
+    by_cookie = alice.get("/api/accounts/self")
+    assert by_cookie.status_code == 200
+    assert by_cookie.headers.get_all("Set-Cookie") == []
+    assert by_cookie.headers["Vary"] == "Cookie"
+    anonymous = client.get("/api/threads")
+    assert anonymous.status_code == 200
+    assert anonymous.headers.get_all("Set-Cookie") == []
+    assert "Vary" not in anonymous.headers
