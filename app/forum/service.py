@@ -137,21 +137,27 @@ def list_threads(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; `cursor` is the last id of the previous page."""
     check(actor, Permission.READ_PUBLISHED_THREADS)
-    rows = session.execute(
-        _thread_list_statement(category is not None, bool(cursor)),
-        {"limit": limit + 1, "category": category, "cursor": cursor},
-    ).all()
+    rows = (
+        session.connection()
+        .execute(
+            _thread_list_statement(category is not None, bool(cursor)),
+            {"limit": limit + 1, "category": category, "cursor": cursor},
+        )
+        .all()
+    )
     items = [
         {
-            "id": row.id,
-            "slug": row.slug,
-            "title": row.title,
-            "category": row.category,
-            "author": {"id": row.author_id, "handle": row.author_handle, "name": row.author_name},
-            "created_at": rfc3339(row.created_at),
-            "reply_count": row.reply_count,
+            "id": id_,
+            "slug": slug,
+            "title": title,
+            "category": category_slug,
+            "author": {"id": author_id, "handle": handle, "name": name},
+            "created_at": rfc3339(created_at),
+            "reply_count": reply_count,
         }
-        for row in rows[:limit]
+        for id_, slug, title, created_at, category_slug, author_id, handle, name, reply_count in (
+            rows[:limit]
+        )
     ]
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
     return items, next_cursor
