@@ -243,13 +243,26 @@ def clients_delete(client_id: str) -> None:
 
 
 @click.command("cleanup")
-@click.option("--batch", default=1000, show_default=True, help="Rows deleted per transaction")
+@click.option(
+    "--batch",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows deleted per transaction",
+)
+@click.option(
+    "--rest",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="After each full batch, pause this many times as long as the batch took (0: no pause)",
+)
 @with_appcontext
-def cleanup(batch: int) -> None:
+def cleanup(batch: int, rest: float) -> None:
     """Delete expired sessions, pending requests, codes and tokens in bounded batches."""
     from app.maintenance import cleanup as run_cleanup
 
-    counts = run_cleanup(db.session, batch)
+    counts = run_cleanup(db.session, batch, rest)
     click.echo(" ".join(f"{name}={count}" for name, count in counts.items()))
 
 

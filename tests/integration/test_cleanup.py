@@ -113,3 +113,37 @@ def test_api_runs_cleanup_periodically(database_url: str) -> None:
             db.session.scalar(select(AuthSession.id).where(AuthSession.token_hash == "f" * 64))
             is None
         )
+
+
+def test_cleanup_rests_after_each_full_batch_in_proportion_to_its_duration(
+    app: Flask, auth: AuthActions
+) -> None:
+    from app.maintenance import cleanup
+
+    auth.signup("alice")
+    with app.app_context():
+        account = db.session.scalar(select(Account))
+        assert account is not None
+        for n in range(5):
+            db.session.add(
+                AuthSession(
+                    token_hash=f"{n:064d}",
+                    account_id=account.id,
+                    expires_at=utcnow() - timedelta(seconds=1),
+                )
+            )
+        db.session.commit()
+        pauses: list[float] = []
+        counts = cleanup(db.session, batch=2, rest=3.0, sleep=pauses.append)
+        # batches of 2, 2, then 1: only the two full batches are followed by a rest
+        assert counts["sessions"] == 5
+        assert len(pauses) == 2
+        assert all(0 < pause < 30 for pause in pauses)
+        assert _count(AuthSession) == 1
+
+
+def test_cleanup_command_rejects_a_negative_rest_or_empty_batch(runner: FlaskCliRunner) -> None:
+    for args in (["--rest", "-1"], ["--batch", "0"]):
+        result = runner.invoke(args=["cleanup", *args])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value" in result.output
