@@ -15,6 +15,16 @@ from app.db import Base, UTCDateTime, new_id, utcnow
 from app.models.accounts import Account
 
 
+def uri_lines(text: str) -> list[str]:
+    """Redirect URIs are stored one per line."""
+    return [uri for uri in text.split("\n") if uri]
+
+
+def word_set(text: str) -> frozenset[str]:
+    """Scopes and grant types are stored space-separated."""
+    return frozenset(text.split())
+
+
 class OAuthClient(Base):
     __tablename__ = "oauth_clients"
 
@@ -41,15 +51,15 @@ class OAuthClient(Base):
 
     @property
     def redirect_uri_list(self) -> list[str]:
-        return [uri for uri in self.redirect_uris.split("\n") if uri]
+        return uri_lines(self.redirect_uris)
 
     @property
     def scope_set(self) -> frozenset[str]:
-        return frozenset(self.scopes.split())
+        return word_set(self.scopes)
 
     @property
     def grant_type_set(self) -> frozenset[str]:
-        return frozenset(self.grant_types.split())
+        return word_set(self.grant_types)
 
 
 class PendingRequest(Base):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.auth import sha256
 from app.db import rfc3339, utcnow
 from app.errors import NotFound, ValidationFailed
 from app.models import Account, OAuthClient
+from app.models.oauth import uri_lines, word_set
 from app.oauth import scopes as scope_rules
 from config import is_loopback_host
 
@@ -84,7 +86,42 @@ def check_redirect_uris(uris: list[str], field: str = "redirect_uris") -> list[s
     return list(dict.fromkeys(uris))
 
 
-def check_secret(client: OAuthClient, presented: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """What the token-family endpoints read about a client, straight off one Core row: they run
+    on every refresh and introspection, and never change the client."""
+
+    id: str
+    secret_hash: str | None
+    token_endpoint_auth_method: str
+    redirect_uris: str
+    scopes: str
+    grant_types: str
+    owner_id: str | None
+
+    @property
+    def redirect_uri_list(self) -> list[str]:
+        return uri_lines(self.redirect_uris)
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return word_set(self.scopes)
+
+    @property
+    def grant_type_set(self) -> frozenset[str]:
+        return word_set(self.grant_types)
+
+
+_RECORD_COLUMNS = [getattr(OAuthClient, name) for name in ClientRecord.__slots__]
+_RECORD_STATEMENT = select(*_RECORD_COLUMNS).where(OAuthClient.id == bindparam("client_id"))
+
+
+def find_record(session: Session, client_id: str) -> ClientRecord | None:
+    row = session.connection().execute(_RECORD_STATEMENT, {"client_id": client_id}).first()
+    return ClientRecord(*row) if row is not None else None
+
+
+def check_secret(client: OAuthClient | ClientRecord, presented: str) -> bool:
     if client.secret_hash is None:
         return False
     return hmac.compare_digest(client.secret_hash, sha256(presented))

@@ -36,7 +36,7 @@ from app.accounts.service import account_permissions
 from app.auth import AccountInfo
 from app.db import utcnow
 from app.extensions import db
-from app.models import Account, AuthorizationCode, Grant, OAuthClient, Token
+from app.models import Account, AuthorizationCode, Grant, Token
 from app.oauth import clients, tokens
 from app.oauth import scopes as scope_rules
 from app.oauth.authorize import redirect_uri_matches
@@ -49,7 +49,7 @@ SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 class Client(ClientMixin):
-    def __init__(self, model: OAuthClient) -> None:
+    def __init__(self, model: clients.ClientRecord) -> None:
         self.model = model
 
     def get_client_id(self) -> str:
@@ -160,11 +160,6 @@ class S256Only(CodeChallenge):
 
 # Statements on the token endpoint's path are built once per process: constructing and
 # cache-keying a select with its loader options costs more than running it.
-
-
-@cache
-def _client_statement() -> Any:
-    return select(OAuthClient).where(OAuthClient.id == bindparam("client_id"))
 
 
 @cache
@@ -473,8 +468,8 @@ ERROR_TEXT = {
 
 class HearthAuthorizationServer(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
-        model = db.session.scalar(_client_statement(), {"client_id": client_id})
-        return Client(model) if model is not None else None
+        record = clients.find_record(db.session, client_id)
+        return Client(record) if record is not None else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         """Rows were staged by `generate_token`; the view commits."""
@@ -498,7 +493,7 @@ class HearthAuthorizationServer(AuthorizationServer):
             db.session,
             signing_key(),
             current_app.config["PUBLIC_API_ADDRESS"],
-            client.model,
+            client.model.id,
             user,
             scope or "",
             audience,

@@ -23,7 +23,7 @@ from app.accounts.service import ACCOUNT_INFO_COLUMNS, account_info, held_from, 
 from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
 from app.errors import NotFound
-from app.models import Account, Grant, OAuthClient, Token
+from app.models import Account, Grant, Token
 from app.oauth.keys import SigningKey
 from app.oauth.scopes import describe
 from app.observability import security_event
@@ -65,7 +65,7 @@ def issue(
     session: Session,
     key: SigningKey,
     issuer: str,
-    client: OAuthClient,
+    client_id: str,
     subject: Subject,
     scope: str,
     audience: str,
@@ -80,7 +80,7 @@ def issue(
         "iss": issuer,
         "sub": subject.account_id,
         "aud": audience,
-        "client_id": client.id,
+        "client_id": client_id,
         "scope": scope,
         "jti": jti,
         "iat": int(now.timestamp()),
@@ -92,7 +92,7 @@ def issue(
     grant_id = subject.grant.id if subject.grant is not None else None
     common = {
         "grant_id": grant_id,
-        "client_id": client.id,
+        "client_id": client_id,
         "account_id": subject.account_id,
         "code_id": subject.code_id,
         "audience": audience,
