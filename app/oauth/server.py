@@ -7,6 +7,8 @@ Core); these adapters only read and stage rows. The view commits once per reques
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
@@ -107,10 +109,10 @@ class Code(AuthorizationCodeMixin):
 
 
 class StoredToken(TokenMixin):
-    def __init__(self, model: Token, grant: Grant | None = None) -> None:
+    """A stored token row, for revocation and introspection."""
+
+    def __init__(self, model: Token) -> None:
         self.model = model
-        # Held here: the session's identity map keeps only weak references.
-        self.grant = grant
 
     def check_client(self, client: Client) -> bool:
         return self.model.client_id == client.get_client_id()
@@ -174,13 +176,50 @@ def _code_statement() -> Any:
 
 @cache
 def _refresh_statement() -> Any:
-    # The token and its grant as two entities of one row: `token.grant` then comes from the
-    # identity map without SQL, and there is no joined-eager de-duplication to pay for.
-    return select(Token, Grant).where(
+    # The token and the grant columns a rotation reads, as one Core row (no ORM identities).
+    return select(
+        Token.id,
+        Token.client_id,
+        Token.scope,
+        Token.expires_at,
+        Token.revoked_at,
+        Token.rotated_at,
+        Grant.id.label("grant_id"),
+        Grant.account_id,
+        Grant.created_at.label("grant_created_at"),
+        Grant.resource,
+        Grant.revoked_at.label("grant_revoked_at"),
+    ).where(
         Token.token_hash == bindparam("token_hash"),
         Token.kind == "refresh",
         Grant.id == Token.grant_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """The grant behind a refresh token: what issuing the next tokens needs from it."""
+
+    id: str
+    account_id: str
+    created_at: datetime
+    resource: str
+
+
+class RefreshCandidate(TokenMixin):
+    """A presented refresh token, read as one Core row with its grant."""
+
+    def __init__(self, row: Any) -> None:
+        self.id: str = row.id
+        self.client_id: str = row.client_id
+        self.scope: str = row.scope
+        self.grant = GrantRecord(row.grant_id, row.account_id, row.grant_created_at, row.resource)
+
+    def check_client(self, client: Client) -> bool:
+        return self.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        return self.scope
 
 
 _tokens = cast(Table, Token.__table__)
@@ -251,7 +290,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
-    def _validate_request_token(self, client: Client) -> StoredToken:
+    def _validate_request_token(self, client: Client) -> RefreshCandidate:
         """As Authlib's, with an error_description saying why the token was refused."""
         refresh_token = self.request.form.get("refresh_token")
         if not refresh_token:
@@ -263,45 +302,44 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidGrantError("The refresh token was issued to another client.")
         return token
 
-    def authenticate_refresh_token(self, refresh_token: str) -> StoredToken | None:
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshCandidate | None:
         from app.auth import sha256
 
-        row = db.session.execute(
-            _refresh_statement(), {"token_hash": sha256(refresh_token)}
-        ).first()
+        row = (
+            db.session.connection()
+            .execute(_refresh_statement(), {"token_hash": sha256(refresh_token)})
+            .first()
+        )
         if row is None:
             return None
-        model, grant = row
-        if model.revoked_at is not None or model.expires_at <= utcnow():
+        now = utcnow()
+        if row.revoked_at is not None or row.expires_at <= now:
             return None
-        if grant.revoked_at is not None:
+        if row.grant_revoked_at is not None:
             return None
-        if model.rotated_at is not None:
-            self._reuse(model)
+        if row.rotated_at is not None:
+            self._reuse(row.grant_id, row.client_id)
             return None
-        if grant.created_at + current_app.config["OAUTH_REFRESH_TOKEN_MAX_AGE"] <= utcnow():
+        if row.grant_created_at + current_app.config["OAUTH_REFRESH_TOKEN_MAX_AGE"] <= now:
             return None
-        return StoredToken(model, grant)
+        return RefreshCandidate(row)
 
     @staticmethod
-    def _reuse(model: Token) -> None:
+    def _reuse(grant_id: str, client_id: str) -> None:
         # RFC 9700 §4.14.2: a rotated refresh token presented again means theft; end the grant.
-        assert model.grant_id is not None
-        tokens.revoke_grant(db.session, model.grant_id, "refresh_token_reuse")
-        security_event("refresh_token_reuse", client_id=model.client_id, grant_id=model.grant_id)
+        tokens.revoke_grant(db.session, grant_id, "refresh_token_reuse")
+        security_event("refresh_token_reuse", client_id=client_id, grant_id=grant_id)
 
-    def authenticate_user(self, refresh_token: StoredToken) -> tokens.Subject:
+    def authenticate_user(self, refresh_token: RefreshCandidate) -> tokens.Subject:
         """Rotate atomically: of two racing uses, the loser is treated as reuse."""
-        model = refresh_token.model
-        if not _claim(_CLAIM_REFRESH, token_id=model.id):
-            self._reuse(model)
-            raise InvalidGrantError("The refresh token was already used.")
         grant = refresh_token.grant
-        assert grant is not None  # loaded with the token
+        if not _claim(_CLAIM_REFRESH, token_id=refresh_token.id):
+            self._reuse(grant.id, refresh_token.client_id)
+            raise InvalidGrantError("The refresh token was already used.")
         # The account's rows cascade with it, so a live grant means a live account.
-        return tokens.Subject(grant.account_id, grant, refresh_scope=model.scope)
+        return tokens.Subject(grant.account_id, grant, refresh_scope=refresh_token.scope)
 
-    def revoke_old_credential(self, refresh_token: StoredToken) -> None:
+    def revoke_old_credential(self, refresh_token: RefreshCandidate) -> None:
         """Nothing to do: the old token was marked rotated when it was claimed."""
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -29,6 +29,19 @@ from app.oauth.scopes import describe
 from app.observability import security_event
 
 
+class GrantLike(Protocol):
+    """What issuing tokens reads from a grant: an ORM Grant or a row-backed record."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def resource(self) -> str: ...
+
+
 @dataclass
 class Subject:
     """Who a token is for, carried through Authlib as its `user`.
@@ -37,7 +50,7 @@ class Subject:
     token); a refresh needs nothing but the id."""
 
     account_id: str
-    grant: Grant | None
+    grant: GrantLike | None
     account: Account | None = None
     auth_time: datetime | None = None
     code_id: str | None = None
