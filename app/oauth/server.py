@@ -268,18 +268,27 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return Code(model)
 
     def authenticate_user(self, authorization_code: Code) -> tokens.Subject:
-        """Claim the code atomically; a second valid redemption revokes what the first got."""
+        """The code's grant and account; the code itself is claimed when tokens are written."""
         code = authorization_code.model
-        if not _claim(_CLAIM_CODE, code_id=code.id):
-            tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
-            security_event("code_replay", client_id=code.client_id, grant_id=code.grant_id)
-            raise InvalidGrantError("The code was already used; its tokens are revoked.")
         grant = code.grant
         if grant.revoked_at is not None:
             raise InvalidGrantError("The grant behind this code was revoked.")
         account = grant.account  # joined with the code
+
+        def claim() -> None:
+            # Atomic: of two redemptions, one wins; the other revokes what the first got.
+            if not _claim(_CLAIM_CODE, code_id=code.id):
+                tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
+                security_event("code_replay", client_id=code.client_id, grant_id=code.grant_id)
+                raise InvalidGrantError("The code was already used; its tokens are revoked.")
+
         return tokens.Subject(
-            account.id, grant, account=account, auth_time=code.auth_time, code_id=code.id
+            account.id,
+            grant,
+            account=account,
+            auth_time=code.auth_time,
+            code_id=code.id,
+            claim=claim,
         )
 
     def delete_authorization_code(self, authorization_code: Code) -> None:
@@ -331,13 +340,19 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         security_event("refresh_token_reuse", client_id=client_id, grant_id=grant_id)
 
     def authenticate_user(self, refresh_token: RefreshCandidate) -> tokens.Subject:
-        """Rotate atomically: of two racing uses, the loser is treated as reuse."""
+        """The grant's account; the token is rotated when the new tokens are written."""
         grant = refresh_token.grant
-        if not _claim(_CLAIM_REFRESH, token_id=refresh_token.id):
-            self._reuse(grant.id, refresh_token.client_id)
-            raise InvalidGrantError("The refresh token was already used.")
+
+        def claim() -> None:
+            # Atomic: of two racing uses, the loser is treated as reuse.
+            if not _claim(_CLAIM_REFRESH, token_id=refresh_token.id):
+                self._reuse(grant.id, refresh_token.client_id)
+                raise InvalidGrantError("The refresh token was already used.")
+
         # The account's rows cascade with it, so a live grant means a live account.
-        return tokens.Subject(grant.account_id, grant, refresh_scope=refresh_token.scope)
+        return tokens.Subject(
+            grant.account_id, grant, refresh_scope=refresh_token.scope, claim=claim
+        )
 
     def revoke_old_credential(self, refresh_token: RefreshCandidate) -> None:
         """Nothing to do: the old token was marked rotated when it was claimed."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
@@ -55,6 +56,10 @@ class Subject:
     auth_time: datetime | None = None
     code_id: str | None = None
     refresh_scope: str | None = None
+    # Claims the credential being exchanged (the code or the refresh token). `issue` runs it
+    # after signing, just before writing: the first write takes SQLite's write lock (and the
+    # row lock on PostgreSQL), so signing outside it keeps concurrent exchanges from queueing.
+    claim: Callable[[], None] | None = None
 
     def get_user_id(self) -> str:
         return self.account_id
@@ -148,6 +153,8 @@ def issue(
             }
         )
         response["refresh_token"] = refresh
+    if subject.claim is not None:
+        subject.claim()
     # A Core executemany: the rows are never read back in this request, so the ORM's unit of
     # work (identity map, flush bookkeeping) would be pure overhead on the hottest write path.
     # Everything the rows reference is already stored, and the view commits them.
