@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PHASES = {
     "floor",
     "floor_end",
+    "api_alive",
     "bearer_self",
     "bearer_threads",
     "refresh",
