@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from flask import Flask, current_app, g
 from flask_login import LoginManager
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -54,7 +55,39 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_size=5, max_overflow=10)
+    _ping_after_idle(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+# A pooled connection unused for this long is pinged before a request gets it.
+IDLE_PING_SECONDS = 1.0
+
+
+def _ping_after_idle(engine: Engine, idle: float) -> None:
+    """Pessimistic disconnect handling without a round trip on every request.
+
+    `pool_pre_ping` pings at every checkout: under load that is one extra round trip per
+    request. A connection that was checked in less than `idle` seconds ago was working then;
+    one that sat longer (a database restart takes longer than that) is pinged, and a dead one
+    is replaced before the request sees it. Anything that still breaks mid-request invalidates
+    the pool through SQLAlchemy's disconnect detection and answers 503 (app.errors)."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("checked_in_at")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            # The dialect's own ping (what pool_pre_ping runs): no transaction is left open.
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:
+            # The pool discards this connection and checks out (or opens) another.
+            raise exc.DisconnectionError() from error
 
 
 db = Database()
