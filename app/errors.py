@@ -118,7 +118,8 @@ def register(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     def _database_down(error: DBAPIError) -> Response:
-        # The pool reconnects by itself (pre-ping) once the database is back; nothing was committed.
+        # The pool replaces dead connections by itself (app.extensions) once the database is back;
+        # nothing was committed.
         log.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else error)
         response = jsonify(
             {
