@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
@@ -149,6 +152,14 @@ def load(environ: Mapping[str, str] | None = None, *, signs_tokens: bool = True)
     if signing_key is not None and "PRIVATE KEY-----" not in signing_key:
         raise ConfigError("OAUTH_SIGNING_KEY", "expected a PEM-encoded private key")
 
+    access_token_alg = env.text("OAUTH_ACCESS_TOKEN_ALG", "ES256")
+    if access_token_alg not in ("ES256", "RS256"):
+        raise ConfigError(
+            "OAUTH_ACCESS_TOKEN_ALG", f"expected ES256 or RS256, got {access_token_alg!r}"
+        )
+    if access_token_alg == "RS256" and signing_key is not None and not _is_rsa_pem(signing_key):
+        raise ConfigError("OAUTH_ACCESS_TOKEN_ALG", "RS256 needs an RSA OAUTH_SIGNING_KEY")
+
     api_secure = urlsplit(api).scheme == "https"
     ratelimit_storage = env.text("RATELIMIT_STORAGE_URI", "memory://") or "memory://"
     if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster)://", ratelimit_storage):
@@ -178,6 +189,7 @@ def load(environ: Mapping[str, str] | None = None, *, signs_tokens: bool = True)
         "OAUTH_PENDING_REQUEST_TTL": env.duration("OAUTH_PENDING_REQUEST_TTL", "10m"),
         "OAUTH_CODE_TTL": env.duration("OAUTH_CODE_TTL", "60s"),
         "OAUTH_SIGNING_KEY": signing_key,
+        "OAUTH_ACCESS_TOKEN_ALG": access_token_alg,
         "OAUTH_DYNAMIC_REGISTRATION_ENABLED": env.bool("OAUTH_DYNAMIC_REGISTRATION_ENABLED", False),
         "SESSION_COOKIE_SECURE": env.bool("SESSION_COOKIE_SECURE", api_secure),
         "SESSION_COOKIE_DOMAIN": env.text("SESSION_COOKIE_DOMAIN"),
@@ -192,6 +204,14 @@ def load(environ: Mapping[str, str] | None = None, *, signs_tokens: bool = True)
         "PASSWORD_HASH_MEMORY_KIB": 65536,
         "PASSWORD_HASH_PARALLELISM": 4,
     }
+
+
+def _is_rsa_pem(pem: str) -> bool:
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        return True  # an unreadable key is reported when the API loads it (wsgi.api)
+    return isinstance(key, rsa.RSAPrivateKey)
 
 
 def _count(variable: str, value: str | None) -> int:

@@ -26,8 +26,18 @@ def __getattr__(name: str) -> Flask:
     try:
         if name == "api":
             from app import create_app
+            from app.oauth.keys import provider_keys
 
-            return _settled(create_app())
+            app = create_app()
+            with app.app_context():
+                try:
+                    # Parse (and derive) the signing keys at start-up, not on a first request,
+                    # and refuse to start with a key that cannot sign.
+                    provider_keys()
+                except (ValueError, TypeError) as error:
+                    print(f"OAUTH_SIGNING_KEY: {error}", file=sys.stderr)
+                    raise SystemExit(2) from None
+            return _settled(app)
         if name == "web":
             from frontend import create_frontend
 

@@ -42,7 +42,7 @@ from app.models import Account, AuthorizationCode, Grant, Token
 from app.oauth import clients, tokens
 from app.oauth import scopes as scope_rules
 from app.oauth.authorize import redirect_uri_matches
-from app.oauth.keys import signing_key
+from app.oauth.keys import access_token_key, id_token_key
 from app.observability import security_event
 from app.permissions import Permission
 
@@ -403,13 +403,13 @@ class HearthOpenIDCode(OpenIDCode):
         return False  # nonces are echoed, not tracked: codes are single use already
 
     def resolve_client_private_key(self, client: Client) -> Any:
-        return signing_key().key
+        return id_token_key().key
 
     def get_client_algorithm(self, client: Client) -> str:
-        return signing_key().alg
+        return id_token_key().alg
 
     def get_encode_header(self, client: Client) -> dict[str, str]:
-        key = signing_key()
+        key = id_token_key()
         return {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
 
     def get_client_claims(self, client: Client) -> dict[str, Any]:
@@ -461,7 +461,7 @@ class Revocation(RevocationEndpoint):
         return token
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> StoredToken | None:
-        model = tokens.find_token(db.session, signing_key(), token_string, token_type_hint)
+        model = tokens.find_token(db.session, access_token_key(), token_string, token_type_hint)
         return StoredToken(model) if model is not None else None
 
     def revoke_token(self, token: StoredToken, request: OAuth2Request) -> None:
@@ -480,7 +480,7 @@ class Introspection(IntrospectionEndpoint):
         check_token_params(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> StoredToken | None:
-        model = tokens.find_token(db.session, signing_key(), token_string, token_type_hint)
+        model = tokens.find_token(db.session, access_token_key(), token_string, token_type_hint)
         return StoredToken(model) if model is not None else None
 
     def check_permission(self, token: StoredToken, client: Client, request: OAuth2Request) -> bool:
@@ -544,7 +544,7 @@ class HearthAuthorizationServer(AuthorizationServer):
         )
         return tokens.issue(
             db.session,
-            signing_key(),
+            access_token_key(),
             current_app.config["PUBLIC_API_ADDRESS"],
             client.model.id,
             user,
@@ -591,7 +591,7 @@ def authorization_server() -> HearthAuthorizationServer:
 def bearer_loader(presented: str) -> Any:
     config = current_app.config
     return tokens.principal_for_access_token(
-        db.session, signing_key(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
+        db.session, access_token_key(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
     )
 
 

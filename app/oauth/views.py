@@ -16,7 +16,7 @@ from app.extensions import db
 from app.oauth import authorize as flow
 from app.oauth import clients, metadata, tokens
 from app.oauth import schemas as s
-from app.oauth.keys import signing_key
+from app.oauth.keys import provider_keys
 from app.oauth.server import api_resource, authorization_server, userinfo_claims
 from app.observability import security_event
 from app.openapi import operation
@@ -366,7 +366,7 @@ def userinfo_post() -> Response:
 @cors
 @operation("The provider's public signing keys (JWKS)", tag="oidc", responses={200: "JWK Set"})
 def jwks() -> Response:
-    response = jsonify({"keys": [signing_key().public_jwk()]})
+    response = jsonify({"keys": provider_keys().public_jwks()})
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 

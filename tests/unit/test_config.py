@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 import config
 from config import ConfigError
@@ -51,6 +53,7 @@ def test_defaults_describe_a_local_development_setup(tmp_path: Path) -> None:
     assert settings["OAUTH_PENDING_REQUEST_TTL"] == timedelta(minutes=10)
     assert settings["OAUTH_CODE_TTL"] == timedelta(seconds=60)
     assert settings["OAUTH_DYNAMIC_REGISTRATION_ENABLED"] is False
+    assert settings["OAUTH_ACCESS_TOKEN_ALG"] == "ES256"
     assert settings["SESSION_COOKIE_SECURE"] is False
     assert settings["SESSION_COOKIE_DOMAIN"] is None
     assert settings["RATELIMIT_ENABLED"] is True
@@ -306,3 +309,56 @@ def test_frontend_in_production_does_not_need_the_signing_key(tmp_path) -> None:
         assert error.variable == "OAUTH_SIGNING_KEY"
     else:
         raise AssertionError("the API must require OAUTH_SIGNING_KEY in production")
+
+
+def test_access_token_alg_is_es256_or_rs256(tmp_path: Path) -> None:
+    assert load(tmp_path, OAUTH_ACCESS_TOKEN_ALG="RS256")["OAUTH_ACCESS_TOKEN_ALG"] == "RS256"
+    error = error_for(tmp_path, OAUTH_ACCESS_TOKEN_ALG="HS256")
+
+    assert error.variable == "OAUTH_ACCESS_TOKEN_ALG"
+    assert str(error) == (
+        "configuration error: OAUTH_ACCESS_TOKEN_ALG: expected ES256 or RS256, got 'HS256'"
+    )
+
+
+def test_rs256_access_tokens_need_an_rsa_signing_key(tmp_path: Path) -> None:
+    ec_pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    error = error_for(tmp_path, OAUTH_SIGNING_KEY=ec_pem, OAUTH_ACCESS_TOKEN_ALG="RS256")
+
+    assert error.variable == "OAUTH_ACCESS_TOKEN_ALG"
+    assert "RS256 needs an RSA OAUTH_SIGNING_KEY" in str(error)
+    assert load(tmp_path, OAUTH_SIGNING_KEY=ec_pem)["OAUTH_ACCESS_TOKEN_ALG"] == "ES256"
+
+
+def test_api_refuses_to_start_with_a_signing_key_it_cannot_read(tmp_path: Path) -> None:
+    """The key is parsed when `gunicorn wsgi:api` builds the app, not on the first token."""
+    environ = {
+        "PATH": os.environ["PATH"],
+        "HEARTH_ENV": "production",
+        "SECRET_KEY": SECRET,
+        "OAUTH_SIGNING_KEY": PEM,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'hearth.db'}",
+        "HEARTH_INSTANCE_DIR": str(tmp_path / "instance"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import wsgi; wsgi.api"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("OAUTH_SIGNING_KEY: ")

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
@@ -20,6 +20,7 @@ from app.auth import SESSION_COOKIE
 from app.db import utcnow
 from app.extensions import db
 from app.models import AuthorizationCode, AuthSession, Grant, PendingRequest, Token
+from app.oauth import keys
 from tests.conftest import SIGNING_KEY
 from tests.integration.oauth.conftest import (
     CONSENT,
@@ -1010,13 +1011,17 @@ def test_token_unknown_resource_is_400_invalid_target(oauth: OAuthActions) -> No
 # --- Forged and foreign access tokens ------------------------------------------------------------
 
 
+ACCESS_TOKEN_KEY = keys.load(SIGNING_KEY).access_token
+
+
 def _claims(access_token: str) -> dict[str, object]:
-    return dict(jwt.decode(access_token, RSAKey.import_key(SIGNING_KEY)).claims)
+    return dict(jwt.decode(access_token, ACCESS_TOKEN_KEY.key).claims)
 
 
-def _sign(claims: dict[str, object], key: RSAKey | None = None, typ: str = "at+jwt") -> str:
-    key = key or RSAKey.import_key(SIGNING_KEY)
-    return jwt.encode({"alg": "RS256", "typ": typ, "kid": key.thumbprint()}, claims, key)
+def _sign(claims: dict[str, object], key: RSAKey | ECKey | None = None, typ: str = "at+jwt") -> str:
+    key = key or ACCESS_TOKEN_KEY.key
+    alg = "RS256" if isinstance(key, RSAKey) else "ES256"
+    return jwt.encode({"alg": alg, "typ": typ, "kid": key.thumbprint()}, claims, key)
 
 
 @pytest.mark.parametrize(
@@ -1025,6 +1030,7 @@ def _sign(claims: dict[str, object], key: RSAKey | None = None, typ: str = "at+j
         "tampered_signature",
         "tampered_claims",
         "other_key",
+        "id_token_key",
         "other_issuer",
         "other_audience",
         "id_token_type",
@@ -1047,7 +1053,10 @@ def test_api_rejects_forged_access_tokens(oauth: OAuthActions, forge: str) -> No
         escalated = _sign({**claims, "scope": "MANAGE_CATEGORIES"}).split(".")[1]
         token = f"{header}.{escalated}.{signature}"
     elif forge == "other_key":
-        token = _sign({**claims, "scope": "MANAGE_CATEGORIES"}, RSAKey.generate_key(2048))
+        token = _sign({**claims, "scope": "MANAGE_CATEGORIES"}, ECKey.generate_key("P-256"))
+    elif forge == "id_token_key":
+        # The provider's own RS256 ID-token key, published in the same JWKS, signs no access token.
+        token = _sign(claims, RSAKey.import_key(SIGNING_KEY))
     elif forge == "other_issuer":
         token = _sign({**claims, "iss": "https://evil.example"})
     elif forge == "other_audience":

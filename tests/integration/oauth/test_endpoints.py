@@ -31,6 +31,7 @@ from app.models import (
     PendingRequest,
     Token,
 )
+from app.oauth.keys import _generate_pem
 from tests.integration.oauth.conftest import (
     AUTHORIZE,
     CONSENT,
@@ -340,7 +341,9 @@ def test_access_token_is_an_rfc9068_jwt(oauth: OAuthActions) -> None:
     jwks = oauth.app.test_client().get("/api/oauth/jwks").get_json()
     decoded = jwt.decode(tokens["access_token"], KeySet.import_key_set(jwks))
     assert decoded.header["typ"] == "at+jwt"
-    assert decoded.header["kid"] == jwks["keys"][0]["kid"]
+    # ES256 by default: the JWKS' second key, derived from the configured RSA key.
+    assert decoded.header["alg"] == "ES256"
+    assert decoded.header["kid"] == jwks["keys"][1]["kid"]
     claims = decoded.claims
     assert set(claims) >= {"iss", "sub", "aud", "client_id", "scope", "jti", "iat", "exp"}
     assert claims["iss"] == ISSUER
@@ -571,17 +574,51 @@ def test_protected_resource_metadata(oauth: OAuthActions, path: str) -> None:
     assert document["bearer_methods_supported"] == ["header"]
 
 
-def test_jwks_publishes_the_public_signing_key(oauth: OAuthActions) -> None:
+def test_jwks_publishes_the_id_token_and_access_token_public_keys(oauth: OAuthActions) -> None:
     response = oauth.app.test_client().get("/api/oauth/jwks")
     assert response.status_code == 200
-    keys = response.get_json()["keys"]
-    assert len(keys) == 1
-    key = keys[0]
-    assert key["kty"] == "RSA"
-    assert key["alg"] == "RS256"
-    assert key["use"] == "sig"
-    assert key["kid"]
-    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+    id_key, access_key = response.get_json()["keys"]
+    assert id_key["kty"] == "RSA"
+    assert id_key["alg"] == "RS256"
+    assert access_key["kty"] == "EC"
+    assert access_key["crv"] == "P-256"
+    assert access_key["alg"] == "ES256"
+    for key in (id_key, access_key):
+        assert key["use"] == "sig"
+        assert key["kid"]
+        assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+    assert id_key["kid"] != access_key["kid"]
+
+
+def _jwks(oauth: OAuthActions) -> list[dict[str, Any]]:
+    keys: list[dict[str, Any]] = oauth.app.test_client().get("/api/oauth/jwks").get_json()["keys"]
+    return keys
+
+
+def test_access_token_key_is_derived_from_the_configured_key_on_every_node(
+    make_oauth: Callable[..., OAuthActions],
+) -> None:
+    """Two deployments (or workers) with one OAUTH_SIGNING_KEY publish the same ES256 key, so a
+    token minted on one validates on the other; another RSA key derives another P-256 key."""
+    first, second = make_oauth(), make_oauth()
+    assert _jwks(first) == _jwks(second)
+    client = first.make_client()
+    tokens = first.tokens(first.auth.signup("alice"), client)
+    assert_alive(second.app, tokens["access_token"])
+    other = make_oauth(OAUTH_SIGNING_KEY=_generate_pem())
+    assert _jwks(other)[1]["kid"] != _jwks(first)[1]["kid"]
+    assert _jwks(other)[1]["x"] != _jwks(first)[1]["x"]
+
+
+def test_rs256_access_tokens_on_request(make_oauth: Callable[..., OAuthActions]) -> None:
+    oauth = make_oauth(OAUTH_ACCESS_TOKEN_ALG="RS256")
+    jwks = oauth.app.test_client().get("/api/oauth/jwks").get_json()
+    assert [key["alg"] for key in jwks["keys"]] == ["RS256"]
+    tokens = oauth.tokens(oauth.auth.signup("alice"), oauth.make_client())
+    decoded = jwt.decode(tokens["access_token"], KeySet.import_key_set(jwks))
+    assert decoded.header["alg"] == "RS256"
+    assert decoded.header["kid"] == jwks["keys"][0]["kid"]
+    assert_alive(oauth.app, tokens["access_token"])
 
 
 def test_id_token_validates_with_the_jwks(oauth: OAuthActions) -> None:
@@ -1512,6 +1549,7 @@ def test_es256_signing_key_signs_tokens(make_oauth: Callable[..., OAuthActions])
     )
     oauth = make_oauth(OAUTH_SIGNING_KEY=pem)
     jwks = oauth.app.test_client().get("/api/oauth/jwks").get_json()
+    assert len(jwks["keys"]) == 1
     assert jwks["keys"][0]["kty"] == "EC"
     assert jwks["keys"][0]["alg"] == "ES256"
     client = oauth.make_client()
