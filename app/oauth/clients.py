@@ -5,11 +5,11 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.auth import sha256
@@ -112,8 +112,9 @@ class ClientRecord:
         return word_set(self.grant_types)
 
 
-_RECORD_COLUMNS = [getattr(OAuthClient, name) for name in ClientRecord.__slots__]
-_RECORD_STATEMENT = select(*_RECORD_COLUMNS).where(OAuthClient.id == bindparam("client_id"))
+TABLE = cast(Table, OAuthClient.__table__)
+RECORD_COLUMNS = [TABLE.c[name] for name in ClientRecord.__slots__]
+_RECORD_STATEMENT = select(*RECORD_COLUMNS).where(TABLE.c.id == bindparam("client_id"))
 
 
 def find_record(session: Session, client_id: str) -> ClientRecord | None:

@@ -7,10 +7,11 @@ Core); these adapters only read and stage rows. The view commits once per reques
 from __future__ import annotations
 
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error, OAuth2Request
@@ -30,12 +31,12 @@ from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, Response, current_app
-from sqlalchemy import Table, bindparam, select, update
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import Table, bindparam, select, true, update
 from sqlalchemy.orm import joinedload
 
 from app.accounts.service import account_permissions
-from app.auth import AccountInfo
+from app.auth import AccountInfo, sha256
 from app.db import utcnow
 from app.extensions import db
 from app.models import Account, AuthorizationCode, Grant, Token
@@ -196,6 +197,53 @@ def _refresh_statement() -> Any:
     )
 
 
+@cache
+def _client_and_refresh_statement() -> Any:
+    """The authenticating client and the presented refresh token in one round trip.
+
+    One row when the client exists; the token's columns are NULL when no refresh token has that
+    hash. Whose token it is gets checked after client authentication, as before."""
+    presented = _refresh_statement().subquery("presented")
+    return (
+        select(*clients.RECORD_COLUMNS, *presented.c)
+        .select_from(clients.TABLE.outerjoin(presented, true()))
+        .where(clients.TABLE.c.id == bindparam("client_id"))
+    )
+
+
+class _PresentedRefresh(NamedTuple):
+    token_hash: str
+    row: Any  # the refresh statement's row, or None: no refresh token has this hash
+
+
+def _query_client(client_id: str) -> clients.ClientRecord | None:
+    """The client; on a refresh grant, the presented refresh token is read in the same query."""
+    form = request.form
+    presented = form.get("refresh_token") if form.get("grant_type") == "refresh_token" else None
+    if not presented or request.endpoint != "oauth.token":
+        return clients.find_record(db.session, client_id)
+    token_hash = sha256(presented)
+    row = (
+        db.session.connection()
+        .execute(
+            _client_and_refresh_statement(), {"client_id": client_id, "token_hash": token_hash}
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    split = len(clients.RECORD_COLUMNS)
+    token = _refresh_row_type()(*row[split:]) if row[split] is not None else None
+    g._hearth_presented_refresh = _PresentedRefresh(token_hash, token)
+    return clients.ClientRecord(*row[:split])
+
+
+@cache
+def _refresh_row_type() -> Any:
+    """The refresh statement's columns, by name, for rows read through the combined query."""
+    return namedtuple("RefreshRow", _refresh_statement().selected_columns.keys())
+
+
 @dataclass(frozen=True, slots=True)
 class GrantRecord:
     """The grant behind a refresh token: what issuing the next tokens needs from it."""
@@ -256,8 +304,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         raise NotImplementedError("codes are issued by app.oauth.authorize after consent")
 
     def query_authorization_code(self, code: str, client: Client) -> Code | None:
-        from app.auth import sha256
-
         model = db.session.scalar(_code_statement(), {"code_hash": sha256(code)})
         if model is None or model.client_id != client.get_client_id():
             return None
@@ -312,13 +358,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return token
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshCandidate | None:
-        from app.auth import sha256
-
-        row = (
-            db.session.connection()
-            .execute(_refresh_statement(), {"token_hash": sha256(refresh_token)})
-            .first()
-        )
+        token_hash = sha256(refresh_token)
+        prefetched: _PresentedRefresh | None = g.get("_hearth_presented_refresh")
+        if prefetched is not None and prefetched.token_hash == token_hash:
+            row = prefetched.row  # read with the client (`_query_client`)
+        else:
+            row = (
+                db.session.connection()
+                .execute(_refresh_statement(), {"token_hash": token_hash})
+                .first()
+            )
         if row is None:
             return None
         now = utcnow()
@@ -521,7 +570,7 @@ ERROR_TEXT = {
 
 class HearthAuthorizationServer(AuthorizationServer):
     def query_client(self, client_id: str) -> Client | None:
-        record = clients.find_record(db.session, client_id)
+        record = _query_client(client_id)
         return Client(record) if record is not None else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
