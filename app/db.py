@@ -8,9 +8,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -56,6 +59,29 @@ def rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class rfc3339_text(FunctionElement[str]):
+    """`rfc3339()` done by the database, for read models that only display a timestamp.
+
+    Same text as `rfc3339` (whole seconds, truncated, `Z`) without parsing the stored value into
+    a datetime, re-attaching UTC and formatting it again in Python for every row of a page."""
+
+    type = String()
+    inherit_cache = True
+    name = "rfc3339_text"
+
+
+@compiles(rfc3339_text, "sqlite")
+def _rfc3339_sqlite(element: rfc3339_text, compiler: SQLCompiler, **kw: Any) -> str:
+    # UTCDateTime stores naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff") on SQLite.
+    return f"strftime('%Y-%m-%dT%H:%M:%SZ', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(rfc3339_text, "postgresql")
+def _rfc3339_postgresql(element: rfc3339_text, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth import Actor, Principal, check
-from app.db import rfc3339
+from app.db import rfc3339, rfc3339_text
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.forum.schemas import NewCategory, NewReply, NewThread, ThreadChanges
 from app.models import Account, Category, Reply, Thread
@@ -108,7 +108,7 @@ def _thread_list_statement(in_category: bool, after_cursor: bool) -> Any:
             Thread.id,
             Thread.slug,
             Thread.title,
-            Thread.created_at,
+            rfc3339_text(Thread.created_at).label("created_at"),
             Category.slug.label("category"),
             Account.id.label("author_id"),
             Account.handle.label("author_handle"),
@@ -152,7 +152,7 @@ def list_threads(
             "title": title,
             "category": category_slug,
             "author": {"id": author_id, "handle": handle, "name": name},
-            "created_at": rfc3339(created_at),
+            "created_at": created_at,
             "reply_count": reply_count,
         }
         for id_, slug, title, created_at, category_slug, author_id, handle, name, reply_count in (

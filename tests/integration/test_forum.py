@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -241,3 +243,24 @@ def test_thread_list_counts_replies_per_thread_and_filters_by_category_and_curso
         "items": [],
         "next_cursor": None,
     }
+
+
+def test_thread_list_formats_timestamps_like_the_thread_itself(
+    app: Flask, auth: AuthActions, client: FlaskClient
+) -> None:
+    """The list's created_at is formatted by the database: whole seconds, truncated, `Z`."""
+    admin = auth.admin()
+    category = make_category(admin)
+    made = admin.post(
+        "/api/threads", json={"title": "Late", "body": "x", "category": category}
+    ).get_json()
+    with app.app_context():
+        thread = db.session.get(Thread, made["id"])
+        assert thread is not None
+        thread.created_at = datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=UTC)
+        db.session.commit()
+    listed = client.get("/api/threads").get_json()["items"][0]
+    shown = client.get(f"/api/threads/{made['slug']}").get_json()
+
+    assert listed["created_at"] == "2026-01-02T03:04:05Z"
+    assert shown["created_at"] == "2026-01-02T03:04:05Z"
