@@ -7,10 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from app.accounts.service import delete_expired_sessions
@@ -25,15 +25,18 @@ PERIODIC_BATCH = 500
 
 
 def _expired(model: Any) -> Deleter:
-    """Delete up to `batch` rows whose expiry has passed, using the expires_at index."""
+    """Delete up to `batch` rows whose expiry has passed, using the expires_at index.
+
+    One statement per batch: the ids never travel to Python and back as a thousand bound
+    parameters, which was most of the cleanup process's own CPU."""
 
     def deleter(session: Session, batch: int) -> int:
-        ids = session.scalars(
-            select(model.id).where(model.expires_at <= utcnow()).limit(batch)
-        ).all()
-        if ids:
-            session.execute(delete(model).where(model.id.in_(ids)))
-        return len(ids)
+        due = select(model.id).where(model.expires_at <= utcnow()).limit(batch)
+        result = session.execute(
+            delete(model).where(model.id.in_(due.scalar_subquery())),
+            execution_options={"synchronize_session": False},
+        )
+        return int(cast(CursorResult[Any], result).rowcount)
 
     return deleter
 
