@@ -211,31 +211,85 @@ def _client_and_refresh_statement() -> Any:
     )
 
 
-class _PresentedRefresh(NamedTuple):
-    token_hash: str
-    row: Any  # the refresh statement's row, or None: no refresh token has this hash
+@cache
+def _client_and_code_statement() -> Any:
+    """The authenticating client and the presented code (with its grant and account) at once.
+
+    The code entity is None when no code has that hash; whose code it is gets checked after
+    client authentication, as before."""
+    return (
+        select(*clients.RECORD_COLUMNS, AuthorizationCode)
+        .select_from(clients.TABLE)
+        .outerjoin(AuthorizationCode, AuthorizationCode.code_hash == bindparam("code_hash"))
+        .options(joinedload(AuthorizationCode.grant).joinedload(Grant.account))
+        .where(clients.TABLE.c.id == bindparam("client_id"))
+    )
+
+
+# The form field that carries each grant's credential.
+_PRESENTED_FIELD = {"refresh_token": "refresh_token", "authorization_code": "code"}
+
+
+class _Presented(NamedTuple):
+    """The credential a token request presented, read together with its client."""
+
+    grant_type: str
+    credential_hash: str
+    found: Any  # a refresh row or an AuthorizationCode; None when nothing has that hash
 
 
 def _query_client(client_id: str) -> clients.ClientRecord | None:
-    """The client; on a refresh grant, the presented refresh token is read in the same query."""
+    """The client; on a code or refresh grant, the presented credential comes in the same query.
+
+    Client authentication, and the grant's own checks, run afterwards exactly as if the two
+    had been read separately: this only saves the token endpoint a round trip."""
     form = request.form
-    presented = form.get("refresh_token") if form.get("grant_type") == "refresh_token" else None
+    grant_type = form.get("grant_type")
+    field = _PRESENTED_FIELD.get(grant_type or "")
+    presented = form.get(field) if field is not None else None
     if not presented or request.endpoint != "oauth.token":
         return clients.find_record(db.session, client_id)
-    token_hash = sha256(presented)
-    row = (
-        db.session.connection()
-        .execute(
-            _client_and_refresh_statement(), {"client_id": client_id, "token_hash": token_hash}
-        )
-        .first()
-    )
-    if row is None:
-        return None
+    credential_hash = sha256(presented)
     split = len(clients.RECORD_COLUMNS)
-    token = _refresh_row_type()(*row[split:]) if row[split] is not None else None
-    g._hearth_presented_refresh = _PresentedRefresh(token_hash, token)
+    found: Any
+    if grant_type == "refresh_token":
+        row = (
+            db.session.connection()
+            .execute(
+                _client_and_refresh_statement(),
+                {"client_id": client_id, "token_hash": credential_hash},
+            )
+            .first()
+        )
+        if row is None:
+            return None
+        found = _refresh_row_type()(*row[split:]) if row[split] is not None else None
+    else:
+        row = (
+            db.session.execute(
+                _client_and_code_statement(),
+                {"client_id": client_id, "code_hash": credential_hash},
+            )
+            .unique()
+            .first()
+        )
+        if row is None:
+            return None
+        found = row[split]
+    g._hearth_presented = _Presented(grant_type or "", credential_hash, found)
     return clients.ClientRecord(*row[:split])
+
+
+def _prefetched(grant_type: str, credential_hash: str) -> tuple[bool, Any]:
+    """(True, what was found) when `_query_client` already read this very credential."""
+    presented: _Presented | None = g.get("_hearth_presented")
+    if (
+        presented is not None
+        and presented.grant_type == grant_type
+        and presented.credential_hash == credential_hash
+    ):
+        return True, presented.found
+    return False, None
 
 
 @cache
@@ -304,7 +358,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         raise NotImplementedError("codes are issued by app.oauth.authorize after consent")
 
     def query_authorization_code(self, code: str, client: Client) -> Code | None:
-        model = db.session.scalar(_code_statement(), {"code_hash": sha256(code)})
+        code_hash = sha256(code)
+        read, model = _prefetched("authorization_code", code_hash)
+        if not read:
+            model = db.session.scalar(_code_statement(), {"code_hash": code_hash})
         if model is None or model.client_id != client.get_client_id():
             return None
         # An expired code that was already redeemed still reaches authenticate_user, so a late
@@ -359,10 +416,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshCandidate | None:
         token_hash = sha256(refresh_token)
-        prefetched: _PresentedRefresh | None = g.get("_hearth_presented_refresh")
-        if prefetched is not None and prefetched.token_hash == token_hash:
-            row = prefetched.row  # read with the client (`_query_client`)
-        else:
+        read, row = _prefetched("refresh_token", token_hash)
+        if not read:
             row = (
                 db.session.connection()
                 .execute(_refresh_statement(), {"token_hash": token_hash})
