@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from flask_login import LoginManager
 from sqlalchemy import Engine, create_engine, event, exc
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ReadOnlyViolation(RuntimeError):
+    """A request marked @read_only tried to write: a bug in the view, never the client's fault."""
+
+
+def read_only(view: F) -> F:
+    """Mark a view that never writes: its GET and HEAD requests read outside a transaction.
+
+    On PostgreSQL such a request's session runs on an autocommit connection, so a read costs
+    only its SELECTs, not BEGIN and ROLLBACK around them. The session refuses every write
+    (ReadOnlyViolation): autocommit would make each statement its own transaction."""
+    view._hearth_read_only = True  # type: ignore[attr-defined]
+    return view
 
 
 class Database:
@@ -17,8 +34,13 @@ class Database:
 
     def init_app(self, app: Flask) -> None:
         engine = make_engine(app.config["DATABASE_URL"])
-        app.extensions["hearth_db"] = (engine, sessionmaker(engine, expire_on_commit=False))
+        # SQLite never sends BEGIN before a SELECT, and switching a connection to autocommit
+        # and back costs a PRAGMA per request there: read-only sessions are PostgreSQL's alone.
+        reads = _read_only_sessions(engine) if engine.dialect.name == "postgresql" else None
+        app.extensions["hearth_db"] = (engine, sessionmaker(engine, expire_on_commit=False), reads)
         app.teardown_appcontext(self._close)
+        if reads is not None:
+            app.before_request(_mark_read_only)
 
     @property
     def engine(self) -> Engine:
@@ -29,7 +51,10 @@ class Database:
     def session(self) -> Session:
         session: Session | None = g.get("_hearth_session")
         if session is None:
-            session = current_app.extensions["hearth_db"][1]()
+            _engine, sessions, reads = current_app.extensions["hearth_db"]
+            if reads is not None and g.get("_hearth_read_only", False):
+                sessions = reads
+            session = sessions()
             g._hearth_session = session
         return session
 
@@ -38,6 +63,45 @@ class Database:
         session: Session | None = g.pop("_hearth_session", None)
         if session is not None:
             session.close()
+
+
+def _mark_read_only() -> None:
+    """Let a GET or HEAD to a @read_only view read on an autocommit connection.
+
+    The mark goes on `g`, which belongs to the request's app context: an app context pushed
+    within the request (the periodic cleanup) starts with a fresh `g` and writes as usual."""
+    if request.method not in ("GET", "HEAD") or request.endpoint is None:
+        return
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "_hearth_read_only", False):
+        g._hearth_read_only = True
+
+
+def _read_only_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on the same pool whose connections run in autocommit and refuse to write.
+
+    SQLAlchemy switches a checked-out connection to autocommit and back to the default
+    isolation level at checkin; psycopg applies both locally, without a statement, and the next
+    write request on that connection gets a real BEGIN … COMMIT."""
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    event.listen(autocommit, "before_execute", _refuse_dml)
+    sessions = sessionmaker(autocommit, expire_on_commit=False)
+    event.listen(sessions, "before_flush", _refuse_flush)
+    return sessions
+
+
+def _refuse_dml(_conn: Any, statement: Any, *_args: Any) -> None:
+    if getattr(statement, "is_dml", False):
+        raise ReadOnlyViolation(
+            f"{statement.__visit_name__.upper()} refused: a @read_only request never writes."
+        )
+
+
+def _refuse_flush(session: Session, _context: UOWTransaction, _objects: Any) -> None:
+    changed = {type(obj).__name__ for obj in (*session.new, *session.dirty, *session.deleted)}
+    raise ReadOnlyViolation(
+        f"Flush of {', '.join(sorted(changed))} refused: a @read_only request never writes."
+    )
 
 
 def make_engine(url: str) -> Engine:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from app import openapi
-from app.extensions import db
+from app.extensions import db, read_only
 
 bp = Blueprint("meta", __name__)
 
@@ -26,6 +26,7 @@ def alive() -> Response:
 
 
 @bp.get("/health/ready")
+@read_only
 def ready() -> Response:
     try:
         db.session.execute(text("SELECT 1"))

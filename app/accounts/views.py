@@ -11,7 +11,7 @@ from app import permissions
 from app.accounts import service
 from app.accounts.schemas import AccountOut, RoleList, RolesOut, SignIn, SignUp
 from app.auth import SESSION_COOKIE, AccountInfo, Principal, require, signed_in
-from app.extensions import db
+from app.extensions import db, read_only
 from app.models import Account
 from app.openapi import operation
 from app.permissions import Permission
@@ -123,6 +123,7 @@ def signout() -> Response:
 
 
 @bp.get("/api/accounts/self")
+@read_only
 @operation(
     "The signed-in account, its roles and effective permissions",
     tag="accounts",

@@ -8,7 +8,7 @@ from app.accounts.service import role_names
 from app.auth import actor, check, signed_in
 from app.db import rfc3339
 from app.errors import ValidationFailed
-from app.extensions import db
+from app.extensions import db, read_only
 from app.forum import service
 from app.forum.schemas import (
     CategoryList,
@@ -55,6 +55,7 @@ def _created(body: dict[str, object]) -> Response:
 
 
 @bp.get("/api/categories")
+@read_only
 @operation(
     "List categories",
     tag="forum",
@@ -90,6 +91,7 @@ def create_category() -> Response:
 
 
 @bp.get("/api/threads")
+@read_only
 @operation(
     "List threads, newest first",
     tag="forum",
@@ -130,6 +132,7 @@ def create_thread() -> Response:
 
 
 @bp.get("/api/threads/<slug>")
+@read_only
 @operation(
     "Read a thread and its replies",
     tag="forum",
@@ -213,6 +216,7 @@ def _profile(account: Account) -> dict[str, object]:
 
 
 @bp.get("/api/profiles")
+@read_only
 @operation(
     "List member profiles",
     tag="profiles",
@@ -226,6 +230,7 @@ def list_profiles() -> Response:
 
 
 @bp.get("/api/profiles/<handle>")
+@read_only
 @operation(
     "Read a member's profile",
     tag="profiles",
