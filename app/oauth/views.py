@@ -12,7 +12,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from app.auth import Principal, check, protocol_endpoint, session_principal, signed_in
 from app.db import utcnow
 from app.errors import Forbidden, HearthError, InvalidRequest, NotFound, Unauthenticated
-from app.extensions import db
+from app.extensions import db, read_only
 from app.oauth import authorize as flow
 from app.oauth import clients, metadata, tokens
 from app.oauth import schemas as s
@@ -182,6 +182,7 @@ def _consent_principal() -> Principal:
 
 
 @bp.get("/api/oauth/authorize/consent")
+@read_only
 @operation(
     "What the consent page shows for a pending request",
     tag="oauth",
@@ -339,6 +340,7 @@ def _userinfo() -> Response:
 
 
 @bp.get("/api/oauth/userinfo")
+@read_only
 @cors
 @operation(
     "OIDC UserInfo (claims by scope)",
@@ -451,6 +453,7 @@ def _account_session() -> Principal:
 
 
 @bp.get("/api/accounts/self/authorized-apps")
+@read_only
 @operation(
     "Apps this account has authorised",
     tag="accounts",
@@ -488,6 +491,7 @@ def _admin() -> Principal:
 
 
 @bp.get("/api/admin/oauth/clients")
+@read_only
 @operation(
     "List OAuth clients",
     tag="admin",
@@ -525,6 +529,7 @@ def admin_create_client() -> Response:
 
 
 @bp.get("/api/admin/oauth/clients/<client_id>")
+@read_only
 @operation(
     "Read an OAuth client",
     tag="admin",

@@ -174,6 +174,11 @@ def test_marked_reads_send_only_their_selects(pg_app: Flask, wire: Wire) -> None
     assert head.status_code == 200
     assert (traffic.commands, traffic.round_trips) == (["SELECT", "SELECT"], 2)
 
+    # OIDC userinfo: one SELECT for the token's account, nothing else.
+    claims, traffic = wire.request(lambda: api.get("/api/oauth/userinfo", headers=bearer(token)))
+    assert claims.status_code == 200
+    assert (traffic.commands, traffic.round_trips) == (["SELECT"], 1)
+
     # Unmarked views keep their transaction.
     unmarked, traffic = wire.request(lambda: api.get("/test/unmarked-read"))
     assert unmarked.get_json() == {"categories": 0}
