@@ -134,7 +134,9 @@ class Token(Base):
     __tablename__ = "oauth_tokens"
     __table_args__ = (
         Index("ix_oauth_tokens_expires_at", "expires_at"),
-        Index("ix_oauth_tokens_grant_id", "grant_id"),
+        # Revoking a grant finds its tokens by the prefix; "last used" is max(created_at) of
+        # one grant, a single index seek however many rotations the grant has seen.
+        Index("ix_oauth_tokens_grant_id_created_at", "grant_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)  # jti

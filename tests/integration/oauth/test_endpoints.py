@@ -8,7 +8,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from app.auth import sha256
-from app.db import utcnow
+from app.db import rfc3339, utcnow
 from app.extensions import db
 from app.models import (
     AuthorizationCode,
@@ -1079,6 +1079,57 @@ def test_authorized_apps_lists_grants(oauth: OAuthActions) -> None:
     assert item["created_at"].endswith("Z")
     assert item["last_used_at"].endswith("Z")
     assert tokens["access_token"]
+
+
+def test_authorized_apps_last_used_is_the_newest_token_of_each_grant(oauth: OAuthActions) -> None:
+    browser = oauth.auth.signup("alice")
+    older, newer = oauth.make_client(name="Older"), oauth.make_client(name="Newer")
+    first = oauth.tokens(browser, older)
+    oauth.refresh(older, first["refresh_token"])
+    oauth.tokens(browser, newer)
+    with oauth.app.app_context():
+        grants = {g.client_id: g.id for g in db.session.scalars(select(Grant))}
+        # Spread the tokens' creation times: the newest of each grant must win.
+        for n, token in enumerate(db.session.scalars(select(Token).order_by(Token.id))):
+            token.created_at = datetime(2026, 3, 1, 12, n, tzinfo=UTC)
+        db.session.commit()
+        newest = {
+            grant_id: max(
+                t.created_at
+                for t in db.session.scalars(select(Token).where(Token.grant_id == grant_id))
+            )
+            for grant_id in grants.values()
+        }
+    items = {item["client_name"]: item for item in browser.get(APPS).get_json()["items"]}
+    assert items["Older"]["last_used_at"] == rfc3339(newest[grants[older.client_id]])
+    assert items["Newer"]["last_used_at"] == rfc3339(newest[grants[newer.client_id]])
+    assert items["Older"]["last_used_at"] == "2026-03-01T12:03:00Z"  # 2 from the code, 2 rotated
+
+
+def test_authorized_apps_last_used_is_an_index_seek_per_grant(oauth: OAuthActions) -> None:
+    """Not a pass over every rotation a grant has seen (they stay until cleanup)."""
+    browser = oauth.auth.signup("alice")
+    oauth.tokens(browser, oauth.make_client())
+    engine = oauth.app.extensions["hearth_db"][0]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("reads SQLite's query plan")
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if "max(" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert browser.get(APPS).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    [(statement, parameters)] = seen
+    with engine.connect() as connection:
+        plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    details = [row[3] for row in plan]
+    assert any("ix_oauth_tokens_grant_id_created_at" in line for line in details), details
+    assert not any(line.startswith("SCAN oauth_tokens") for line in details), details
 
 
 def test_authorized_apps_delete_revokes_every_token_of_the_grant(oauth: OAuthActions) -> None:
