@@ -497,8 +497,9 @@ class Run:
         options = self.options
         states, _live = self._reader_states(database, seeded)
         env = self.settings.environ(database.url)
-        hearth = Path(sys.executable).with_name("hearth")
-        command = [str(hearth), "cleanup"] if hearth.exists() else ["hearth", "cleanup"]
+        # `hearth cleanup`, imported from this tree: the console script would import whatever
+        # tree the virtual environment's editable install points at, not a snapshot's.
+        command = [sys.executable, "-c", "from app.cli import main; main()", "cleanup"]
         self.commands["cleanup"] = " ".join(["hearth", "cleanup"])
         with self.api(database) as server:
             self.phase(
