@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -209,7 +210,7 @@ def load(environ: Mapping[str, str] | None = None, *, signs_tokens: bool = True)
 def _is_rsa_pem(pem: str) -> bool:
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         return True  # an unreadable key is reported when the API loads it (wsgi.api)
     return isinstance(key, rsa.RSAPrivateKey)
 

@@ -25,6 +25,8 @@ def _settled(app: Flask) -> Flask:
 def __getattr__(name: str) -> Flask:
     try:
         if name == "api":
+            from cryptography.exceptions import UnsupportedAlgorithm
+
             from app import create_app
             from app.oauth.keys import provider_keys
 
@@ -34,7 +36,7 @@ def __getattr__(name: str) -> Flask:
                     # Parse (and derive) the signing keys at start-up, not on a first request,
                     # and refuse to start with a key that cannot sign.
                     provider_keys()
-                except (ValueError, TypeError) as error:
+                except (ValueError, TypeError, UnsupportedAlgorithm) as error:
                     print(f"OAUTH_SIGNING_KEY: {error}", file=sys.stderr)
                     raise SystemExit(2) from None
             return _settled(app)

@@ -10,7 +10,9 @@ exactly one secret, and rotating that secret rotates both. The JWKS publishes bo
 
 from __future__ import annotations
 
+import math
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,19 @@ class ProviderKeys:
             keys.append(self.access_token.public_jwk())
         return keys
 
+    def access_token_verifier(self, kid: object) -> SigningKey | None:
+        """The key an access token with this `kid` must verify under, if it is one of ours.
+
+        Access tokens are signed with `access_token`; ones the configured key signed (with
+        OAUTH_ACCESS_TOKEN_ALG=RS256, or before an upgrade to ES256) stay valid for their short
+        life. Only the provider holds either private key, and a bearer token is honoured only
+        with `typ: at+jwt` and a live row under its `jti`, which an ID token never has."""
+        if kid == self.access_token.kid:
+            return self.access_token
+        if kid == self.id_token.kid:
+            return self.id_token
+        return None
+
 
 # The order of the P-256 group (SEC 2, FIPS 186-4 D.1.2.3).
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -55,9 +70,12 @@ _DERIVATION_INFO = b"hearth access-token signing key / P-256 / v1"
 def derive_p256(private: rsa.RSAPrivateKey) -> ec.EllipticCurvePrivateKey:
     """A P-256 key determined by an RSA private key, and revealing nothing about it.
 
-    HKDF-SHA256 (RFC 5869) over the private exponent, 48 bytes reduced into [1, n-1] (FIPS 186-5
+    HKDF-SHA256 (RFC 5869) over the canonical private exponent, 48 bytes reduced into [1, n-1] (FIPS 186-5
     A.2.1, "extra random bits"), so the scalar is uniform to within 2^-64."""
-    exponent = private.private_numbers().d
+    numbers = private.private_numbers()
+    # d mod λ(n): the same number however the tool that wrote the PEM computed d (mod φ(n) or
+    # mod λ(n)), so every node derives the same key from the same RSA key.
+    exponent = pow(numbers.public_numbers.e, -1, math.lcm(numbers.p - 1, numbers.q - 1))
     material = exponent.to_bytes((exponent.bit_length() + 7) // 8, "big")
     okm = HKDF(algorithm=hashes.SHA256(), length=48, salt=None, info=_DERIVATION_INFO).derive(
         material
@@ -83,14 +101,19 @@ def _dev_key_pem(instance: Path) -> str:
     if path.exists():
         return path.read_text()
     instance.mkdir(parents=True, exist_ok=True)
-    pem = _generate_pem()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker won the race; use its key
-        return path.read_text()
+    # Write a private temporary file, then publish it with link(): atomic, and it fails if
+    # another worker published first, so nobody ever reads a half-written key.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(pem)
-    return pem
+        handle.write(_generate_pem())
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # another worker won the race; use its key
+    finally:
+        draft.unlink()
+    return path.read_text()
 
 
 def _es256(pem: str) -> SigningKey:

@@ -43,7 +43,7 @@ from app.models import Account, AuthorizationCode, Grant, Token
 from app.oauth import clients, tokens
 from app.oauth import scopes as scope_rules
 from app.oauth.authorize import redirect_uri_matches
-from app.oauth.keys import access_token_key, id_token_key
+from app.oauth.keys import access_token_key, id_token_key, provider_keys
 from app.observability import security_event
 from app.permissions import Permission
 
@@ -243,6 +243,7 @@ def _query_client(client_id: str) -> clients.ClientRecord | None:
 
     Client authentication, and the grant's own checks, run afterwards exactly as if the two
     had been read separately: this only saves the token endpoint a round trip."""
+    g._hearth_presented = None
     form = request.form
     grant_type = form.get("grant_type")
     field = _PRESENTED_FIELD.get(grant_type or "")
@@ -565,7 +566,7 @@ class Revocation(RevocationEndpoint):
         return token
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> StoredToken | None:
-        model = tokens.find_token(db.session, access_token_key(), token_string, token_type_hint)
+        model = tokens.find_token(db.session, provider_keys(), token_string, token_type_hint)
         return StoredToken(model) if model is not None else None
 
     def revoke_token(self, token: StoredToken, request: OAuth2Request) -> None:
@@ -584,7 +585,7 @@ class Introspection(IntrospectionEndpoint):
         check_token_params(request)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> StoredToken | None:
-        model = tokens.find_token(db.session, access_token_key(), token_string, token_type_hint)
+        model = tokens.find_token(db.session, provider_keys(), token_string, token_type_hint)
         return StoredToken(model) if model is not None else None
 
     def check_permission(self, token: StoredToken, client: Client, request: OAuth2Request) -> bool:
@@ -695,7 +696,7 @@ def authorization_server() -> HearthAuthorizationServer:
 def bearer_loader(presented: str) -> Any:
     config = current_app.config
     return tokens.principal_for_access_token(
-        db.session, access_token_key(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
+        db.session, provider_keys(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
     )
 
 

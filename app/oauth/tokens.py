@@ -6,6 +6,8 @@ token at once. Refresh tokens are opaque, stored as SHA-256 and rotated on every
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
 from app.errors import NotFound
 from app.models import Account, Grant, Token
-from app.oauth.keys import SigningKey
+from app.oauth.keys import ProviderKeys, SigningKey
 from app.oauth.scopes import describe
 from app.observability import security_event
 
@@ -188,12 +190,16 @@ def revoke_code_tokens(session: Session, grant_id: str, code_id: str) -> None:
 
 
 @lru_cache(maxsize=4096)
-def _verified_claims(key: SigningKey, token: str) -> MappingProxyType[str, Any] | None:
-    """Signature, type and `jti` checks of one token string under one key.
+def _verified_claims(keys: ProviderKeys, token: str) -> MappingProxyType[str, Any] | None:
+    """Signature, type and `jti` checks of one token string under the provider's keys.
 
     The answer can never change, so a client that reuses its access token pays for parsing and
     verification once per worker; expiry and the stored row are still checked every time."""
     try:
+        header = json.loads(base64.urlsafe_b64decode(_padded(token.split(".", 1)[0])))
+        key = keys.access_token_verifier(header.get("kid")) if isinstance(header, dict) else None
+        if key is None:
+            return None
         decoded = jwt.decode(token, key.key, algorithms=[key.alg])
     except (JoseError, ValueError):
         return None
@@ -204,13 +210,17 @@ def _verified_claims(key: SigningKey, token: str) -> MappingProxyType[str, Any] 
     return MappingProxyType(dict(decoded.claims))
 
 
+def _padded(segment: str) -> bytes:
+    return (segment + "=" * (-len(segment) % 4)).encode()
+
+
 def decode_access_token(
-    key: SigningKey, token: str, verify_expiry: bool = True
+    keys: ProviderKeys, token: str, verify_expiry: bool = True
 ) -> dict[str, Any] | None:
     """Verify an access token's signature and type; return its claims or None."""
     if token.count(".") != 2 or len(token) > MAX_ACCESS_TOKEN_LENGTH:
         return None
-    verified = _verified_claims(key, token)
+    verified = _verified_claims(keys, token)
     if verified is None:
         return None
     claims = dict(verified)
@@ -219,9 +229,11 @@ def decode_access_token(
     return claims
 
 
-def find_token(session: Session, key: SigningKey, presented: str, hint: str | None) -> Token | None:
+def find_token(
+    session: Session, keys: ProviderKeys, presented: str, hint: str | None
+) -> Token | None:
     """Find the stored row of an access token (JWT) or refresh token (opaque)."""
-    claims = decode_access_token(key, presented, verify_expiry=False)
+    claims = decode_access_token(keys, presented, verify_expiry=False)
     if claims is not None:
         return session.get(Token, claims["jti"])
     if hint == "access_token" and presented.count(".") == 2:
@@ -261,14 +273,14 @@ def _bearer_statement() -> Any:
 
 
 def principal_for_access_token(
-    session: Session, key: SigningKey, presented: str, issuer: str, resource: str
+    session: Session, keys: ProviderKeys, presented: str, issuer: str, resource: str
 ) -> Principal | None:
     """Resolve a bearer token for Hearth's API: signature, issuer, audience, then the live row.
 
     The row, its grant, the account and its roles come back in one Core statement that is built
     once per process: building, cache-keying and ORM-loading it per request cost more than
     running it."""
-    claims = decode_access_token(key, presented)
+    claims = decode_access_token(keys, presented)
     if claims is None or claims.get("iss") != issuer:
         return None
     audience = claims.get("aud")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -86,3 +89,38 @@ def test_other_curves_are_refused() -> None:
     )
     with pytest.raises(ValueError, match="RSA or P-256"):
         keys.load(pem)
+
+
+def test_derivation_does_not_depend_on_how_d_was_computed() -> None:
+    """Some tools store d = e⁻¹ mod φ(n), others mod λ(n): both are the same RSA key."""
+    private = serialization.load_pem_private_key(RSA_PEM.encode(), password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.private_numbers()
+    p, q, e = numbers.p, numbers.q, numbers.public_numbers.e
+    d_phi = pow(e, -1, (p - 1) * (q - 1))
+    other = rsa.RSAPrivateNumbers(
+        p=p,
+        q=q,
+        d=d_phi,
+        dmp1=rsa.rsa_crt_dmp1(d_phi, p),
+        dmq1=rsa.rsa_crt_dmq1(d_phi, q),
+        iqmp=numbers.iqmp,
+        public_numbers=numbers.public_numbers,
+    ).private_key()
+    assert other.private_numbers().d != numbers.d or d_phi == numbers.d
+    pem = other.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+    assert keys.load(pem).access_token.kid == keys.load(RSA_PEM).access_token.kid
+
+
+def test_workers_racing_for_the_dev_key_all_read_one_complete_key(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        pems = list(pool.map(lambda _: keys._dev_key_pem(tmp_path), range(8)))
+
+    assert len(set(pems)) == 1
+    assert keys.load(pems[0]).id_token.alg == "RS256"
+    assert [path.name for path in tmp_path.iterdir()] == ["oauth_signing_key.pem"]

@@ -1030,7 +1030,7 @@ def _sign(claims: dict[str, object], key: RSAKey | ECKey | None = None, typ: str
         "tampered_signature",
         "tampered_claims",
         "other_key",
-        "id_token_key",
+        "kid_of_the_access_key_with_rs256",
         "other_issuer",
         "other_audience",
         "id_token_type",
@@ -1054,9 +1054,12 @@ def test_api_rejects_forged_access_tokens(oauth: OAuthActions, forge: str) -> No
         token = f"{header}.{escalated}.{signature}"
     elif forge == "other_key":
         token = _sign({**claims, "scope": "MANAGE_CATEGORIES"}, ECKey.generate_key("P-256"))
-    elif forge == "id_token_key":
-        # The provider's own RS256 ID-token key, published in the same JWKS, signs no access token.
-        token = _sign(claims, RSAKey.import_key(SIGNING_KEY))
+    elif forge == "kid_of_the_access_key_with_rs256":
+        # Algorithm confusion: the ES256 key's kid on an RS256 signature (by a key we do not hold).
+        other = RSAKey.generate_key(2048)
+        token = jwt.encode(
+            {"alg": "RS256", "typ": "at+jwt", "kid": ACCESS_TOKEN_KEY.kid}, claims, other
+        )
     elif forge == "other_issuer":
         token = _sign({**claims, "iss": "https://evil.example"})
     elif forge == "other_audience":

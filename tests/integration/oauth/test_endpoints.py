@@ -610,6 +610,27 @@ def test_access_token_key_is_derived_from_the_configured_key_on_every_node(
     assert _jwks(other)[1]["x"] != _jwks(first)[1]["x"]
 
 
+def test_access_tokens_signed_rs256_keep_working_after_switching_to_es256(
+    make_oauth: Callable[..., OAuthActions],
+) -> None:
+    """An upgrade (or a switch of OAUTH_ACCESS_TOKEN_ALG) does not strand live access tokens:
+    they stay valid, introspectable and revocable until they expire."""
+    before = make_oauth(OAUTH_ACCESS_TOKEN_ALG="RS256")
+    client = before.make_client()
+    minted = before.tokens(before.auth.signup("alice"), client)["access_token"]
+    after = make_oauth()
+    assert jwt.decode(minted, KeySet.import_key_set({"keys": _jwks(after)})).header["alg"] == (
+        "RS256"
+    )
+
+    assert_alive(after.app, minted)
+    introspected = after.token(client, {"token": minted}, path=INTROSPECT)
+    assert introspected.get_json()["active"] is True
+    assert after.token(client, {"token": minted}, path=REVOKE).status_code == 200
+    assert_dead(after.app, minted)
+    assert after.token(client, {"token": minted}, path=INTROSPECT).get_json() == {"active": False}
+
+
 def test_rs256_access_tokens_on_request(make_oauth: Callable[..., OAuthActions]) -> None:
     oauth = make_oauth(OAUTH_ACCESS_TOKEN_ALG="RS256")
     jwks = oauth.app.test_client().get("/api/oauth/jwks").get_json()
