@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.auth import Actor, Principal, check
 from app.db import rfc3339, rfc3339_text
@@ -243,7 +243,13 @@ def list_profiles(
     session: Session, actor: Actor, cursor: str | None
 ) -> tuple[list[Account], str | None]:
     check(actor, Permission.LIST_PROFILES)
-    query = select(Account).order_by(Account.id).limit(PAGE_SIZE + 1)
+    # Every profile shows its roles: one IN query for the page, not one per account.
+    query = (
+        select(Account)
+        .options(selectinload(Account.roles))
+        .order_by(Account.id)
+        .limit(PAGE_SIZE + 1)
+    )
     if cursor:
         query = query.where(Account.id > cursor)
     rows = list(session.scalars(query))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.extensions import db
 from app.models import Category, Thread
@@ -264,3 +265,28 @@ def test_thread_list_formats_timestamps_like_the_thread_itself(
 
     assert listed["created_at"] == "2026-01-02T03:04:05Z"
     assert shown["created_at"] == "2026-01-02T03:04:05Z"
+
+
+def test_profile_list_reads_roles_for_the_whole_page_at_once(
+    app: Flask, auth: AuthActions, client: FlaskClient
+) -> None:
+    """Two statements for the page and its roles, however many profiles it holds."""
+    for n in range(6):
+        auth.signup(f"member-{n}")
+    engine = app.extensions["hearth_db"][0]
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.get("/api/profiles")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert response.status_code == 200
+    items = response.get_json()["items"]
+    assert len(items) == 6
+    assert {tuple(item["roles"]) for item in items} == {("member",)}
+    assert seen == ["SELECT", "SELECT"]
