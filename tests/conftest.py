@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 # Tests never read or write the developer's ./instance folder or environment.
 _INSTANCE = tempfile.mkdtemp(prefix="hearth-test-instance-")
@@ -36,6 +38,21 @@ from app.oauth.keys import _generate_pem  # noqa: E402
 
 KEEP_TABLES = {"roles"}
 SIGNING_KEY = _generate_pem()
+
+
+def p256_pem() -> str:
+    """A fresh P-256 private key as PKCS#8 PEM (an ES256 OAUTH_SIGNING_KEY)."""
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
 PASSWORD = "correct-horse-battery"
 
 TEST_CONFIG: dict[str, Any] = {

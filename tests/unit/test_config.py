@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 import config
 from config import ConfigError
+from tests.conftest import p256_pem
 
 # A PEM shape is all config checks; the OAuth code parses the key itself.
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
@@ -322,15 +321,7 @@ def test_access_token_alg_is_es256_or_rs256(tmp_path: Path) -> None:
 
 
 def test_rs256_access_tokens_need_an_rsa_signing_key(tmp_path: Path) -> None:
-    ec_pem = (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    ec_pem = p256_pem()
     error = error_for(tmp_path, OAUTH_SIGNING_KEY=ec_pem, OAUTH_ACCESS_TOKEN_ALG="RS256")
 
     assert error.variable == "OAUTH_ACCESS_TOKEN_ALG"

@@ -11,20 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
 
 from app.oauth import keys
+from tests.conftest import p256_pem
 
 RSA_PEM = keys._generate_pem()
-
-
-def _ec_pem() -> str:
-    return (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
 
 
 def test_rsa_key_signs_id_tokens_and_derives_an_es256_access_token_key() -> None:
@@ -68,13 +57,13 @@ def test_rs256_access_tokens_use_the_configured_key() -> None:
 
 
 def test_an_ec_key_signs_everything() -> None:
-    loaded = keys.load(_ec_pem())
+    loaded = keys.load(p256_pem())
 
     assert loaded.access_token == loaded.id_token
     assert loaded.id_token.alg == "ES256"
     assert len(loaded.public_jwks()) == 1
     with pytest.raises(ValueError, match="RS256 needs an RSA"):
-        keys.load(_ec_pem(), "RS256")
+        keys.load(p256_pem(), "RS256")
 
 
 def test_other_curves_are_refused() -> None:

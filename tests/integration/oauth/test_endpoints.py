@@ -13,8 +13,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -32,6 +30,7 @@ from app.models import (
     Token,
 )
 from app.oauth.keys import _generate_pem
+from tests.conftest import p256_pem
 from tests.integration.oauth.conftest import (
     AUTHORIZE,
     CONSENT,
@@ -1610,15 +1609,7 @@ def test_admin_client_field_rules(
 
 
 def test_es256_signing_key_signs_tokens(make_oauth: Callable[..., OAuthActions]) -> None:
-    pem = (
-        ec.generate_private_key(ec.SECP256R1())
-        .private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        .decode()
-    )
+    pem = p256_pem()
     oauth = make_oauth(OAUTH_SIGNING_KEY=pem)
     jwks = oauth.app.test_client().get("/api/oauth/jwks").get_json()
     assert len(jwks["keys"]) == 1

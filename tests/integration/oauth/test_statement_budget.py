@@ -105,22 +105,9 @@ def test_full_code_flow_is_within_the_statement_budget(oauth: OAuthActions) -> N
 
 def test_code_exchange_is_three_statements(oauth: OAuthActions) -> None:
     client = oauth.make_client()
-    browser = oauth.auth.signup("alice")
-    verifier, challenge = pkce_pair()
-    started = oauth.authorize(browser, oauth.authorize_query(client, challenge=challenge))
-    request_id = params(started.headers["Location"])["request_id"]
-    approved = browser.post(CONSENT, json={"request_id": request_id, "decision": "approve"})
-    code = params(approved.get_json()["location"])["code"]
+    authorized = oauth.approve(oauth.auth.signup("alice"), client)
     with statements(oauth) as seen:
-        redeemed = oauth.token(
-            client,
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": client.redirect_uri,
-                "code_verifier": verifier,
-            },
-        )
+        redeemed = oauth.redeem(client, authorized)
     assert redeemed.status_code == 200, redeemed.get_json()
     # the client with the code, its grant and account; the claim; both tokens in one INSERT
     assert seen == ["SELECT", "UPDATE", "INSERT"]
