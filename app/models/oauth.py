@@ -25,7 +25,28 @@ def word_set(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-class OAuthClient(Base):
+class ClientLists:
+    """The client's stored lists, parsed: shared by the ORM model and the token endpoint's row."""
+
+    __slots__ = ()
+    redirect_uris: str
+    scopes: str
+    grant_types: str
+
+    @property
+    def redirect_uri_list(self) -> list[str]:
+        return uri_lines(self.redirect_uris)
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return word_set(self.scopes)
+
+    @property
+    def grant_type_set(self) -> frozenset[str]:
+        return word_set(self.grant_types)
+
+
+class OAuthClient(ClientLists, Base):
     __tablename__ = "oauth_clients"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the public client_id
@@ -48,18 +69,6 @@ class OAuthClient(Base):
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     owner: Mapped[Account | None] = relationship(lazy="select")
-
-    @property
-    def redirect_uri_list(self) -> list[str]:
-        return uri_lines(self.redirect_uris)
-
-    @property
-    def scope_set(self) -> frozenset[str]:
-        return word_set(self.scopes)
-
-    @property
-    def grant_type_set(self) -> frozenset[str]:
-        return word_set(self.grant_types)
 
 
 class PendingRequest(Base):

@@ -16,7 +16,7 @@ from app.auth import sha256
 from app.db import rfc3339, utcnow
 from app.errors import NotFound, ValidationFailed
 from app.models import Account, OAuthClient
-from app.models.oauth import uri_lines, word_set
+from app.models.oauth import ClientLists
 from app.oauth import scopes as scope_rules
 from config import is_loopback_host
 
@@ -87,7 +87,7 @@ def check_redirect_uris(uris: list[str], field: str = "redirect_uris") -> list[s
 
 
 @dataclass(frozen=True, slots=True)
-class ClientRecord:
+class ClientRecord(ClientLists):
     """What the token-family endpoints read about a client, straight off one Core row: they run
     on every refresh and introspection, and never change the client."""
 
@@ -98,18 +98,6 @@ class ClientRecord:
     scopes: str
     grant_types: str
     owner_id: str | None
-
-    @property
-    def redirect_uri_list(self) -> list[str]:
-        return uri_lines(self.redirect_uris)
-
-    @property
-    def scope_set(self) -> frozenset[str]:
-        return word_set(self.scopes)
-
-    @property
-    def grant_type_set(self) -> frozenset[str]:
-        return word_set(self.grant_types)
 
 
 TABLE = cast(Table, OAuthClient.__table__)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from tests.integration.oauth.conftest import (
@@ -57,23 +58,17 @@ def test_session_read_is_one_statement(oauth: OAuthActions) -> None:
     assert seen == ["SELECT"]
 
 
-def test_refresh_is_three_statements_and_never_reloads_the_grant(oauth: OAuthActions) -> None:
-    client = oauth.make_client()
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post", "none"])
+def test_refresh_is_three_statements_and_never_reloads_the_grant(
+    oauth: OAuthActions, auth_method: str
+) -> None:
+    client = oauth.make_client(auth_method=auth_method, public=auth_method == "none")
     tokens = oauth.tokens(oauth.auth.signup("alice"), client)
     with statements(oauth) as seen:
         response = oauth.refresh(client, tokens["refresh_token"])
     assert response.status_code == 200, response.get_json()
     # the client with the presented token and its grant, the rotation claim, both new tokens in
     # one executemany
-    assert seen == ["SELECT", "UPDATE", "INSERT"]
-
-
-def test_refresh_with_client_secret_post_is_three_statements(oauth: OAuthActions) -> None:
-    client = oauth.make_client(auth_method="client_secret_post")
-    tokens = oauth.tokens(oauth.auth.signup("alice"), client)
-    with statements(oauth) as seen:
-        response = oauth.refresh(client, tokens["refresh_token"])
-    assert response.status_code == 200, response.get_json()
     assert seen == ["SELECT", "UPDATE", "INSERT"]
 
 
