@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import time
 from collections.abc import Callable
@@ -133,8 +134,9 @@ def _ping_after_idle(engine: Engine, idle: float) -> None:
 
     `pool_pre_ping` pings at every checkout: under load that is one extra round trip per
     request. A connection that was checked in less than `idle` seconds ago was working then;
-    one that sat longer (a database restart takes longer than that) is pinged, and a dead one
-    is replaced before the request sees it. Anything that still breaks mid-request invalidates
+    it is pinged only if the server has written to it since (a restart or a terminated backend
+    says FATAL and closes the socket). One that sat longer is pinged anyway (a server that
+    vanished without a word), and a dead one is replaced before the request sees it. Anything that still breaks mid-request invalidates
     the pool through SQLAlchemy's disconnect detection and answers 503 (app.errors)."""
 
     @event.listens_for(engine, "checkin")
@@ -144,7 +146,9 @@ def _ping_after_idle(engine: Engine, idle: float) -> None:
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         since = record.info.get("checked_in_at")
-        if since is None or time.monotonic() - since < idle:
+        if since is None:
+            return
+        if time.monotonic() - since < idle and not _server_has_spoken(dbapi_conn):
             return
         try:
             # The dialect's own ping (what pool_pre_ping runs): no transaction is left open.
@@ -152,6 +156,21 @@ def _ping_after_idle(engine: Engine, idle: float) -> None:
         except Exception as error:
             # The pool discards this connection and checks out (or opens) another.
             raise exc.DisconnectionError() from error
+
+
+def _server_has_spoken(dbapi_conn: Any) -> bool:
+    """Whether an idle connection's socket has something to read: no round trip, one poll.
+
+    A server that restarts or terminates a backend sends FATAL and closes the socket, so the
+    idle connection becomes readable at once; a restart can be quicker than IDLE_PING_SECONDS.
+    Anything else unread (a notice) is harmless: the ping then succeeds and consumes it."""
+    try:
+        descriptor = dbapi_conn.fileno()
+    except Exception:  # closed or broken: let the ping decide
+        return True
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 db = Database()

@@ -28,6 +28,20 @@ def _pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return seen
 
 
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    return int(pid)
+
+
+def _terminate(admin: Engine, pid: int) -> None:
+    """Terminate a backend the way a restart does, and wait (up to 5 s) until it has gone."""
+    with admin.connect() as connection:
+        assert connection.execute(
+            text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}
+        ).scalar()
+
+
 def test_busy_connections_are_not_pinged_idle_ones_are(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,16 +69,33 @@ def test_idle_connection_killed_by_the_server_is_replaced_before_a_request_sees_
     engine = extensions.make_engine(url)
     admin = create_engine(url)
     try:
-        with engine.connect() as connection:
-            victim = connection.execute(text("SELECT pg_backend_pid()")).scalar()
-        with admin.connect() as connection:
-            assert connection.execute(
-                text("SELECT pg_terminate_backend(:pid)"), {"pid": victim}
-            ).scalar()
+        victim = _backend_pid(engine)
+        _terminate(admin, victim)
         time.sleep(0.4)
-        with engine.connect() as connection:
-            replacement = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        assert _backend_pid(engine) != victim
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+def test_connection_terminated_moments_ago_is_replaced_without_waiting_for_the_idle_ping(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fast restart (pg_ctl restart -m fast on a small cluster) is quicker than the idle
+    # ping; the first request after it must still not see the dead connection.
+    monkeypatch.setattr(extensions, "IDLE_PING_SECONDS", 60.0)
+    url = _postgres(database_url)
+    engine = extensions.make_engine(url)
+    admin = create_engine(url)
+    pings = _pings(engine, monkeypatch)
+    try:
+        victim = _backend_pid(engine)
+        _terminate(admin, victim)
+        replacement = _backend_pid(engine)
         assert replacement != victim
+        assert len(pings) == 1
+        assert _backend_pid(engine) == replacement
+        assert len(pings) == 1
     finally:
         engine.dispose()
         admin.dispose()
