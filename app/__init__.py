@@ -16,7 +16,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(config_module.load())
     if overrides:
         app.config.update(overrides)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    from app import json_provider
+
+    json_provider.init_app(app)
     if app.config.get("TRUSTED_PROXY_COUNT"):
         # Client addresses (rate limits, logs) come from X-Forwarded-For as appended by this many
         # proxies in front of the API (the frontend counts as one for sign-in).

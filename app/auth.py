@@ -68,14 +68,9 @@ class Principal(UserMixin):
         self.session_id = session_id
         self.auth_time = auth_time
         self.client_id = client_id
-        if scopes is None:
-            self.permissions = permissions.expand(held)
-        else:
-            # A token carries token scopes ∩ the account's current permissions (SPEC §3).
-            granted = permissions.expand(
-                p for p in Permission if p.value in scopes and p in permissions.expand(held)
-            )
-            self.permissions = granted
+        self.permissions = (
+            permissions.expand(held) if scopes is None else permissions.granted(held, scopes)
+        )
 
     @property
     def account(self) -> Account:

@@ -7,7 +7,6 @@ token and generated otherwise, and always returned.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -16,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, has_request_context, request
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = g.get("request_id")
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 def security_event(event: str, **fields: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
+from functools import lru_cache
 
 
 class Permission(StrEnum):
@@ -64,8 +65,11 @@ DEFAULT_ROLE_FOR_NEW_ACCOUNTS = "member"
 NAMES: frozenset[str] = frozenset(p.value for p in Permission)
 
 
+@lru_cache(maxsize=256)
 def from_stored(text: str) -> frozenset[Permission]:
-    """Read a role's space-separated permission names, skipping any this version does not know."""
+    """Read a role's space-separated permission names, skipping any this version does not know.
+
+    Cached: every request with a session or token reads its account's aggregate."""
     return frozenset(Permission(name) for name in text.split() if name in NAMES)
 
 
@@ -78,6 +82,15 @@ def expand(held: Iterable[Permission]) -> frozenset[Permission]:
     """Return what `held` allows: ADMINISTRATOR implies everything."""
     held = frozenset(held)
     return ALL if Permission.ADMINISTRATOR in held else held
+
+
+@lru_cache(maxsize=1024)
+def granted(held: frozenset[Permission], scopes: frozenset[str]) -> frozenset[Permission]:
+    """What a token may do: its scopes ∩ the account's current permissions (SPEC §3).
+
+    Cached: every bearer request asks, and accounts share a handful of role and scope sets."""
+    allowed = expand(held)
+    return expand(p for p in Permission if p.value in scopes and p in allowed)
 
 
 def sorted_names(permissions: Iterable[Permission]) -> list[str]:

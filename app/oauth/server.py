@@ -668,7 +668,9 @@ class HearthAuthorizationServer(AuthorizationServer):
         return response
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
-        response: Response = super().handle_response(status_code, payload, headers)
+        if isinstance(payload, dict):
+            payload = current_app.json.dumps(payload)
+        response = Response(payload, status=status_code, headers=headers)
         # RFC 6749 §5.1: token responses and their errors are never cached.
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"

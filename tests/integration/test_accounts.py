@@ -194,9 +194,13 @@ def test_signup_rejects_bad_fields_with_400(
         ("", "The body is not valid JSON."),
         ("[1, 2]", "The body must be a JSON object."),
         ('"handle"', "The body must be a JSON object."),
+        # RFC 8259 has no NaN, no lone surrogates and only UTF-8.
+        ('{"handle": NaN, "password": "x"}', "The body is not valid JSON."),
+        ('{"handle": "\\ud800", "password": "x"}', "The body is not valid JSON."),
+        (b'{"handle": "\xff", "password": "x"}', "The body is not valid JSON."),
     ],
 )
-def test_malformed_json_is_400(client: FlaskClient, data: str, description: str) -> None:
+def test_malformed_json_is_400(client: FlaskClient, data: str | bytes, description: str) -> None:
     for path in (SIGNUP, SIGNIN):
         response = client.post(path, data=data, content_type="application/json")
         assert response.status_code == 400
