@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_login import LoginManager
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
@@ -173,5 +173,20 @@ def _server_has_spoken(dbapi_conn: Any) -> bool:
     return bool(poller.poll(0))
 
 
+class RequestLoginManager(LoginManager):
+    """Flask-Login where the request loader is the only source of the user.
+
+    The API keeps no Flask session and sets no remember-me cookie (app.auth). Flask-Login's own
+    loader would still, on every request, hash the client's address and user agent for session
+    protection and look in the empty session and for a remember cookie before asking the
+    request loader; here only the request loader runs, and the remember-cookie hook is a no-op."""
+
+    def _load_user(self) -> None:
+        self._update_request_context_with_user(self._load_user_from_request(request))
+
+    def _update_remember_cookie(self, response: Response) -> Response:
+        return response
+
+
 db = Database()
-login_manager = LoginManager()
+login_manager = RequestLoginManager()

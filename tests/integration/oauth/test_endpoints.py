@@ -1629,3 +1629,22 @@ def test_id_token_without_nonce_has_no_nonce_claim(oauth: OAuthActions) -> None:
     browser = oauth.auth.signup("alice")
     tokens = oauth.tokens(browser, client)
     assert "nonce" not in unverified_claims(tokens["id_token"])
+
+
+def test_a_stray_flask_login_remember_cookie_does_not_hide_the_bearer_token_or_session(
+    oauth: OAuthActions,
+) -> None:
+    """Another Flask app on the same site may set Flask-Login's `remember_token` cookie. Hearth
+    never uses it; it must not stop the request loader from reading the token or the session."""
+    client = oauth.make_client()
+    browser = oauth.auth.signup("alice")
+    tokens = oauth.tokens(browser, client)
+    stranger = oauth.app.test_client()
+    stranger.set_cookie("remember_token", "1|forged")
+    by_token = stranger.get(SELF, headers=bearer(tokens["access_token"]))
+    assert by_token.status_code == 200, by_token.get_json()
+    assert by_token.json is not None and by_token.json["handle"] == "alice"
+    browser.set_cookie("remember_token", "1|forged")
+    by_cookie = browser.get(SELF)
+    assert by_cookie.status_code == 200, by_cookie.get_json()
+    assert by_cookie.headers.get_all("Set-Cookie") == []
