@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, request
@@ -10,9 +11,26 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import config as config_module
 
 
+class HearthFlask(Flask):
+    """Flask, with `ensure_sync` answered once per function instead of once per call.
+
+    Flask asks `inspect.iscoroutinefunction` of every hook and view on every request (a dozen
+    times per request here); whether a registered function is a coroutine never changes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], bool] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        is_sync = self._sync.get(func)
+        if is_sync is None:
+            is_sync = self._sync[func] = super().ensure_sync(func) is func
+        return func if is_sync else super().ensure_sync(func)
+
+
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """Build the API: config → extensions → blueprints → errors → CLI."""
-    app = Flask(__name__, instance_relative_config=False)
+    app = HearthFlask(__name__, instance_relative_config=False)
     app.config.update(config_module.load())
     if overrides:
         app.config.update(overrides)
