@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
-from urllib.parse import unquote
 
 from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+
+from app.requests import basic_client_id
 
 # RATELIMIT_ENABLED and RATELIMIT_STORAGE_URI come from config.py under Flask-Limiter's own names.
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,13 +42,9 @@ def signin_key() -> str:
 
 def client_key() -> str:
     """The client id from Basic credentials or the form, else the address."""
-    authorization = request.headers.get("Authorization", "")
-    if authorization.lower().startswith("basic "):
-        try:
-            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-            return "client:" + unquote(decoded.split(":", 1)[0])[:128]
-        except (ValueError, UnicodeDecodeError):
-            pass
+    basic_id = basic_client_id(request.headers.get("Authorization", ""))
+    if basic_id is not None:
+        return "client:" + basic_id[:128]
     client_id = request.form.get("client_id")
     if client_id:
         return "client:" + client_id[:128]

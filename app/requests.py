@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from flask import request
 from pydantic import BaseModel, ValidationError
@@ -39,3 +41,15 @@ def json_body(model: type[M]) -> M:
     if not isinstance(data, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return validate(model, data)
+
+
+def basic_client_id(authorization: str) -> str | None:
+    """The client id of `Authorization: Basic …` (RFC 6749 §2.3.1: form-encoded, then base64),
+    or None when the header is not Basic or does not decode."""
+    if not authorization.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return unquote(decoded.split(":", 1)[0])

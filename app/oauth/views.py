@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
@@ -22,7 +20,7 @@ from app.observability import security_event
 from app.openapi import operation
 from app.permissions import Permission
 from app.ratelimit import REGISTRATION_PER_IP, TOKEN_PER_CLIENT, client_key, limit
-from app.requests import json_body
+from app.requests import basic_client_id, json_body
 
 bp = Blueprint("oauth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -243,17 +241,9 @@ def _precheck_protocol_request() -> None:
     if authorization.lower().startswith("basic ") and (
         "client_secret" in request.form or "client_id" in request.form
     ):
-        basic_id = _basic_client_id(authorization)
+        basic_id = basic_client_id(authorization)
         if "client_secret" in request.form or basic_id != request.form.get("client_id"):
             raise OAuthRequestError("Use one client authentication method, not several.")
-
-
-def _basic_client_id(authorization: str) -> str | None:
-    try:
-        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return unquote(decoded.split(":", 1)[0])
 
 
 @bp.errorhandler(OAuthRequestError)
