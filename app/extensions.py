@@ -136,8 +136,9 @@ def _ping_after_idle(engine: Engine, idle: float) -> None:
     request. A connection that was checked in less than `idle` seconds ago was working then;
     it is pinged only if the server has written to it since (a restart or a terminated backend
     says FATAL and closes the socket). One that sat longer is pinged anyway (a server that
-    vanished without a word), and a dead one is replaced before the request sees it. Anything that still breaks mid-request invalidates
-    the pool through SQLAlchemy's disconnect detection and answers 503 (app.errors)."""
+    vanished without a word), and a dead one is replaced before the request sees it. Anything
+    that still breaks mid-request invalidates the pool through SQLAlchemy's disconnect detection
+    and answers 503 (app.errors)."""
 
     @event.listens_for(engine, "checkin")
     def _checked_in(_dbapi_conn: Any, record: Any) -> None:

@@ -27,7 +27,17 @@ from bench.load import Load, Plan, Samples
 from bench.servers import ROOT, Gunicorn, free_port, system_cpu, tree_cpu_seconds
 
 SCENARIOS = ("floor", "sql", "bearer", "refresh", "flow", "validation", "cleanup")
-PACKAGES = ("flask", "werkzeug", "gunicorn", "sqlalchemy", "authlib", "joserfc", "psycopg")
+PACKAGES = (
+    "flask",
+    "flask-login",
+    "werkzeug",
+    "gunicorn",
+    "sqlalchemy",
+    "authlib",
+    "joserfc",
+    "orjson",
+    "psycopg",
+)
 TARGETS = {
     "sql_per_flow": 15,
     "bearer_share": 0.5,
