@@ -1,9 +1,10 @@
 """JSON in and out through orjson: the thread list's body alone cost 80 µs in the standard encoder.
 
-Output is byte-for-byte what a client may rely on from Flask's own provider, except that non-ASCII
-text is sent as UTF-8 rather than as \\u escapes (both are the same JSON). Anything orjson does
-not encode the way Flask would (datetimes, which Flask writes as HTTP dates; integers beyond 64
-bits; Decimal; objects with __html__) goes to Flask's provider unchanged. Request bodies are parsed
+Output is the same JSON values as Flask's own provider wrote, in the same order and compact form;
+only the spelling may differ where JSON allows it (non-ASCII text as UTF-8 rather than \\u escapes,
+`1e20` rather than `1e+20`). Anything orjson does not encode the way Flask would (datetimes,
+which Flask writes as HTTP dates; integers beyond 64 bits; Decimal; objects with __html__) goes
+to Flask's provider unchanged. Request bodies are parsed
 strictly: NaN and Infinity, lone surrogates and invalid UTF-8 are malformed JSON (RFC 8259).
 """
 

@@ -11,6 +11,7 @@ import socket
 import tempfile
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ os.environ.pop("DATABASE_URL", None)
 
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient, FlaskCliRunner  # noqa: E402
-from sqlalchemy import create_engine, delete, text  # noqa: E402
+from sqlalchemy import create_engine, delete, select, text  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.db import Base  # noqa: E402
@@ -124,6 +125,27 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
     app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url, **overrides})
     app.testing = True
     return app
+
+
+def account_with_expired_session(app: Flask, handle: str) -> None:
+    """Create an account (through the CLI) holding one session that has already expired."""
+    from app.db import utcnow
+    from app.extensions import db
+    from app.models import Account, AuthSession
+
+    created = app.test_cli_runner().invoke(
+        args=["accounts", "create", handle, "--password", "sturdy-pass-99"]
+    )
+    assert created.exit_code == 0, created.output
+    with app.app_context():
+        db.session.add(
+            AuthSession(
+                token_hash="f" * 64,
+                account_id=db.session.scalar(select(Account.id).where(Account.handle == handle)),
+                expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+        db.session.commit()
 
 
 @pytest.fixture

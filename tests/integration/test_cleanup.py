@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.db import utcnow
 from app.extensions import db
 from app.models import Account, AuthSession, Grant, OAuthClient, PendingRequest, Token
-from tests.conftest import AuthActions
+from tests.conftest import AuthActions, account_with_expired_session
 
 
 def _count(model: type) -> int:
@@ -92,19 +92,7 @@ def test_api_runs_cleanup_periodically(database_url: str) -> None:
     from tests.conftest import make_app
 
     app = make_app(database_url, CLEANUP_INTERVAL=timedelta(seconds=0))
-    created = app.test_cli_runner().invoke(
-        args=["accounts", "create", "bob-the-builder", "--password", "sturdy-pass-99"]
-    )
-    assert created.exit_code == 0
-    with app.app_context():
-        db.session.add(
-            AuthSession(
-                token_hash="f" * 64,
-                account_id=db.session.scalar(select(Account.id)),
-                expires_at=utcnow() - timedelta(seconds=1),
-            )
-        )
-        db.session.commit()
+    account_with_expired_session(app, "bob-the-builder")
     response = app.test_client().get("/api/threads")
     assert response.status_code == 200
     response.close()  # the pass runs once the response is closed

@@ -18,10 +18,10 @@ from sqlalchemy import Engine, create_engine, event, func, insert, select, text
 from werkzeug.test import TestResponse
 
 from app import extensions
-from app.db import new_id, rfc3339, utcnow
+from app.db import new_id, rfc3339
 from app.extensions import ReadOnlyViolation, db, read_only
 from app.models import Account, AuthSession, Category
-from tests.conftest import PASSWORD, AuthActions, make_app
+from tests.conftest import PASSWORD, AuthActions, account_with_expired_session, make_app
 from tests.integration.oauth.conftest import OAuthActions, bearer
 
 SELF = "/api/accounts/self"
@@ -357,19 +357,7 @@ def test_cleanup_after_a_marked_read_still_writes_while_the_request_context_live
     app = make_app(database_url, CLEANUP_INTERVAL=timedelta(seconds=0))
     try:
         # No request before the one under test: the first response schedules the pass.
-        created = app.test_cli_runner().invoke(
-            args=["accounts", "create", "alice", "--password", "sturdy-pass-99"]
-        )
-        assert created.exit_code == 0, created.output
-        with app.app_context():
-            db.session.add(
-                AuthSession(
-                    token_hash="f" * 64,
-                    account_id=db.session.scalar(select(Account.id)),
-                    expires_at=utcnow() - timedelta(seconds=1),
-                )
-            )
-            db.session.commit()
+        account_with_expired_session(app, "alice")
         # The test client keeps the request context pushed inside `with`: the cleanup runs
         # in an app context of its own and must not inherit the read's session.
         with app.test_client() as client:
