@@ -630,13 +630,7 @@ class HearthAuthorizationServer(AuthorizationServer):
         return Client(record) if record is not None else None
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
-        """Commit the rows `generate_token` wrote, and the claim of the code or refresh token.
-
-        Authlib calls this as soon as the tokens exist, before the OIDC hook signs the ID token
-        (RS256) and before the response is built: committing here ends SQLite's write lock (and
-        PostgreSQL's row locks) without holding them across that work, which made concurrent
-        exchanges queue behind each other. The view still commits what an error path writes."""
-        db.session.commit()
+        """Nothing left to stage: `generate_token` wrote the rows; the view commits once."""
 
     def generate_token(
         self,

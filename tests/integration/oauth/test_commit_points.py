@@ -1,20 +1,25 @@
-"""The token endpoint commits as soon as the tokens exist, not after the work that follows.
+"""The token endpoint commits once, after the whole response exists.
 
-Holding SQLite's write lock (or PostgreSQL's row locks) across the ID token's RS256 signature
-and the response made concurrent exchanges queue behind each other. Each test looks at the
-database from a second connection at the moment that later work runs: it sees only what was
-committed."""
+A token response that fails half-way (the ID token's signature, the response itself) must leave
+nothing behind: committing the rotation before the response is built would consume the code or
+the refresh token the client never received, and a client that retries with the refresh token it
+still holds would then be treated as replaying it (SPEC: reuse revokes the grant)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import create_engine, select
 
 from app.models import Token
 from app.oauth.server import HearthAuthorizationServer, HearthOpenIDCode
-from tests.integration.oauth.conftest import OAuthActions
+from tests.integration.oauth.conftest import OAuthActions, bearer
+
+
+class SigningFailed(RuntimeError):
+    """Stands in for anything that breaks after the token rows were written."""
 
 
 def _committed_tokens(database_url: str, account_id: str) -> list[tuple[str, bool]]:
@@ -31,47 +36,75 @@ def _committed_tokens(database_url: str, account_id: str) -> list[tuple[str, boo
         outside.dispose()
 
 
-def test_code_exchange_commits_before_signing_the_id_token(
-    oauth: OAuthActions, database_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def unpropagated(app: Flask) -> Flask:
+    """Let a failure answer 500 as in production instead of raising into the test."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    return app
+
+
+def test_code_exchange_that_fails_while_signing_the_id_token_keeps_the_code(
+    oauth: OAuthActions,
+    unpropagated: Flask,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = oauth.make_client()
     authorized = oauth.approve(oauth.auth.signup("alice"), client)
-    seen: list[list[tuple[str, bool]]] = []
     real = HearthOpenIDCode.generate_user_info
+    calls: list[str] = []
 
-    def spy(self: HearthOpenIDCode, user: Any, scope: str) -> Any:
-        seen.append(_committed_tokens(database_url, user.account_id))
+    def fail_once(self: HearthOpenIDCode, user: Any, scope: str) -> Any:
+        calls.append(user.account_id)
+        if len(calls) == 1:
+            raise SigningFailed("the key is unavailable")
         return real(self, user, scope)
 
-    monkeypatch.setattr(HearthOpenIDCode, "generate_user_info", spy)
+    monkeypatch.setattr(HearthOpenIDCode, "generate_user_info", fail_once)
+    failed = oauth.redeem(client, authorized)
+    assert failed.status_code == 500
+    assert _committed_tokens(database_url, calls[0]) == []
+
     redeemed = oauth.redeem(client, authorized)
     assert redeemed.status_code == 200, redeemed.get_json()
     assert "id_token" in redeemed.get_json()
-    assert seen == [[("access", False), ("refresh", False)]]
+    assert _committed_tokens(database_url, calls[0]) == [("access", False), ("refresh", False)]
 
 
-def test_refresh_commits_the_rotation_before_building_the_response(
-    oauth: OAuthActions, database_url: str, monkeypatch: pytest.MonkeyPatch
+def test_refresh_that_fails_while_answering_leaves_the_refresh_token_usable(
+    oauth: OAuthActions,
+    unpropagated: Flask,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     client = oauth.make_client()
     tokens = oauth.tokens(oauth.auth.signup("alice"), client)
     account_id = (
         oauth.app.test_client()
-        .get("/api/accounts/self", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+        .get("/api/accounts/self", headers=bearer(tokens["access_token"]))
         .get_json()["id"]
     )
-    seen: list[list[tuple[str, bool]]] = []
     real = HearthAuthorizationServer.handle_response
+    calls: list[int] = []
 
-    def spy(self: HearthAuthorizationServer, status: int, payload: Any, headers: Any) -> Any:
-        seen.append(_committed_tokens(database_url, account_id))
+    def fail_once(self: HearthAuthorizationServer, status: int, payload: Any, headers: Any) -> Any:
+        calls.append(status)
+        if len(calls) == 1:
+            raise SigningFailed("the response could not be built")
         return real(self, status, payload, headers)
 
-    monkeypatch.setattr(HearthAuthorizationServer, "handle_response", spy)
+    monkeypatch.setattr(HearthAuthorizationServer, "handle_response", fail_once)
+    failed = oauth.refresh(client, tokens["refresh_token"])
+    assert failed.status_code == 500
+    assert _committed_tokens(database_url, account_id) == [("access", False), ("refresh", False)]
+
+    # The client still holds only the old refresh token; presenting it again is not a replay.
     refreshed = oauth.refresh(client, tokens["refresh_token"])
     assert refreshed.status_code == 200, refreshed.get_json()
-    # The first pair, its refresh token rotated; the new pair.
-    assert len(seen) == 1
-    assert sorted(seen[0]) == sorted(
+    assert sorted(_committed_tokens(database_url, account_id)) == sorted(
         [("access", False), ("refresh", True), ("access", False), ("refresh", False)]
     )
+    still_valid = oauth.app.test_client().get(
+        "/api/accounts/self", headers=bearer(refreshed.get_json()["access_token"])
+    )
+    assert still_valid.status_code == 200
