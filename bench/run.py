@@ -720,10 +720,9 @@ def _second(slot: list[tuple[float, float]]) -> list[float]:
 
 def count_statements(app: Any, seeded: seed.Seeded) -> dict[str, Any]:
     """SQL statements one flow, one refresh and one bearer read execute (Flask test client)."""
-    engine = seed.engine_of(app)
     seed.flow(app, seeded, seeded.sessions[0])  # warm every lazy path once
     steps: dict[str, int] = {}
-    with seed.StatementLog(engine) as statements:
+    with seed.StatementLog(app) as statements:
         seen = [0]
 
         def mark(step: str) -> None:
@@ -735,7 +734,7 @@ def count_statements(app: Any, seeded: seed.Seeded) -> dict[str, Any]:
     flow_commits = statements.commits
     other: dict[str, Any] = {}
     client = app.test_client()
-    with seed.StatementLog(engine) as statements:
+    with seed.StatementLog(app) as statements:
         response = client.post(
             "/api/oauth/token",
             data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
@@ -745,7 +744,7 @@ def count_statements(app: Any, seeded: seed.Seeded) -> dict[str, Any]:
     other["refresh"] = {"total": len(statements.statements), "commits": statements.commits}
     other["refresh_statements"] = statements.statements
     for name, path in (("bearer_self", "/api/accounts/self"), ("bearer_threads", "/api/threads")):
-        with seed.StatementLog(engine) as statements:
+        with seed.StatementLog(app) as statements:
             response = client.get(path, headers=_bearer(tokens["access_token"]))
             assert response.status_code == 200, response.get_json()
         other[name] = {"total": len(statements.statements), "commits": statements.commits}

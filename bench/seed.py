@@ -145,12 +145,13 @@ def in_process_app(settings: Settings, database_url: str) -> Iterator[Flask]:
     """The API with the servers' production settings, quiet, without periodic cleanup."""
     os.environ.update(settings.environ(database_url))
     from app import create_app
+    from app.extensions import Database
 
     app = create_app({"LOG_LEVEL": "WARNING", "CLEANUP_INTERVAL": timedelta(days=365)})
     try:
         yield app
     finally:
-        app.extensions["hearth_db"][0].dispose()
+        Database.dispose(app)
 
 
 def engine_of(app: Flask) -> Engine:
@@ -225,10 +226,14 @@ def seed(app: Flask, accounts: int, threads: int = 30, replies: int = 3) -> Seed
 
 
 class StatementLog:
-    """Count SQL statements and commits on an engine (SQLAlchemy core events)."""
+    """Count SQL statements and commits on an app's engines (SQLAlchemy core events).
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    Every engine: on PostgreSQL the read-only requests have an engine of their own."""
+
+    def __init__(self, app: Flask) -> None:
+        from app.extensions import Database
+
+        self.engines = Database.engines(app)
         self.statements: list[str] = []
         self.commits = 0
 
@@ -239,13 +244,15 @@ class StatementLog:
         self.commits += 1
 
     def __enter__(self) -> StatementLog:
-        event.listen(self.engine, "before_cursor_execute", self._statement)
-        event.listen(self.engine, "commit", self._commit)
+        for engine in self.engines:
+            event.listen(engine, "before_cursor_execute", self._statement)
+            event.listen(engine, "commit", self._commit)
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._statement)
-        event.remove(self.engine, "commit", self._commit)
+        for engine in self.engines:
+            event.remove(engine, "before_cursor_execute", self._statement)
+            event.remove(engine, "commit", self._commit)
 
 
 def browser(app: Flask, session: str) -> FlaskClient:

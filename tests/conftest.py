@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, delete, select, text  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.db import Base  # noqa: E402
-from app.extensions import make_engine  # noqa: E402
+from app.extensions import Database, make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.oauth.keys import _generate_pem  # noqa: E402
 
@@ -152,7 +152,7 @@ def account_with_expired_session(app: Flask, handle: str) -> None:
 def app(database_url: str) -> Iterator[Flask]:
     app = make_app(database_url)
     yield app
-    app.extensions["hearth_db"][0].dispose()
+    Database.dispose(app)
 
 
 @pytest.fixture
@@ -241,4 +241,4 @@ def live_api(database_url: str, live_ports: dict[str, int]) -> Iterator[LiveServ
     server = LiveServer(app, live_ports["api"]).start()
     yield server
     server.stop()
-    app.extensions["hearth_db"][0].dispose()
+    Database.dispose(app)

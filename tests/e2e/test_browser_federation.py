@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 import config
+from app.extensions import Database
 from tests.conftest import LiveServer, make_app
 from tests.federation.conftest import GitHubServer
 from tests.federation.fake_github import GitHubUser
@@ -34,7 +35,7 @@ def live_api(
     server = LiveServer(app, live_ports["api"]).start()
     yield server
     server.stop()
-    app.extensions["hearth_db"][0].dispose()
+    Database.dispose(app)
 
 
 def test_guest_signs_in_with_github_and_sees_it_in_sign_in_settings(

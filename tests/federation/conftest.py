@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 
 import config
 from app.db import utcnow
-from app.extensions import db
+from app.extensions import Database, db
 from app.models import LoginState
 from tests.conftest import make_app
 from tests.federation.fake_github import CLIENT_ID as GITHUB_CLIENT_ID
@@ -156,7 +156,7 @@ def hearth_factory(database_url: str) -> Iterator[HearthFactory]:
     yield build
     for app, server in running:
         server.stop()
-        app.extensions["hearth_db"][0].dispose()
+        Database.dispose(app)
 
 
 Tamper = Callable[[str, RSAKey], str]

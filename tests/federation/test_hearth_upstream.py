@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from app.extensions import db
+from app.extensions import Database, db
 from app.migrate import upgrade
 from app.models import FederatedIdentity
 from app.oauth.keys import _generate_pem
@@ -91,7 +91,7 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
     )
     yield Upstream(app, server.start(app))
     server.stop()
-    app.extensions["hearth_db"][0].dispose()
+    Database.dispose(app)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import config
+from app.extensions import Database
 from tests.conftest import LiveServer, free_port, make_app
 from tests.federation.conftest import GitHubServer
 from tests.federation.fake_github import CLIENT_ID as GITHUB_CLIENT_ID
@@ -74,7 +75,7 @@ def live_api(
     server = LiveServer(app, live_ports["api"]).start()
     yield server
     server.stop()
-    app.extensions["hearth_db"][0].dispose()
+    Database.dispose(app)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, func, select
 
-from app.extensions import db
+from app.extensions import Database, db
 from app.models import Category, Thread
 from tests.conftest import AuthActions
 
@@ -273,17 +273,19 @@ def test_profile_list_reads_roles_for_the_whole_page_at_once(
     """Two statements for the page and its roles, however many profiles it holds."""
     for n in range(6):
         auth.signup(f"member-{n}")
-    engine = app.extensions["hearth_db"][0]
+    engines = Database.engines(app)
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement.split(None, 1)[0].upper())
 
-    event.listen(engine, "before_cursor_execute", record)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         response = client.get("/api/profiles")
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
     assert response.status_code == 200
     items = response.get_json()["items"]

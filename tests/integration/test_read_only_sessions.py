@@ -14,12 +14,12 @@ import pytest
 from flask import Flask, Response, jsonify
 from flask.testing import FlaskClient
 from psycopg import pq
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text
+from sqlalchemy import create_engine, event, func, insert, select, text
 from werkzeug.test import TestResponse
 
 from app import extensions
 from app.db import new_id, rfc3339
-from app.extensions import ReadOnlyViolation, db, read_only
+from app.extensions import Database, ReadOnlyViolation, db, read_only
 from app.models import Account, AuthSession, Category
 from tests.conftest import PASSWORD, AuthActions, account_with_expired_session, make_app
 from tests.integration.oauth.conftest import OAuthActions, bearer
@@ -65,7 +65,7 @@ def pg_app(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask
     app = make_app(_postgres(database_url))
     _add_test_views(app)
     yield app
-    app.extensions["hearth_db"][0].dispose()
+    Database.dispose(app)
 
 
 @dataclass
@@ -83,12 +83,13 @@ class Wire:
     psycopg sends BEGIN and ROLLBACK itself, outside SQLAlchemy's cursor events; the trace sees
     everything that reaches the server."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, app: Flask) -> None:
+        self.engines = Database.engines(app)
         self.file = tempfile.NamedTemporaryFile("w", suffix=".trace")  # noqa: SIM115
         self.traced: list[Any] = []
         self.backends: list[int] = []
-        event.listen(engine, "checkout", self._checkout)
+        for engine in self.engines:
+            event.listen(engine, "checkout", self._checkout)
 
     def _checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         self.backends.append(dbapi_connection.info.backend_pid)
@@ -133,14 +134,15 @@ class Wire:
         self.traced = []
 
     def close(self) -> None:
-        event.remove(self.engine, "checkout", self._checkout)
+        for engine in self.engines:
+            event.remove(engine, "checkout", self._checkout)
         self._untrace()
         self.file.close()
 
 
 @pytest.fixture
 def wire(pg_app: Flask) -> Iterator[Wire]:
-    tracer = Wire(pg_app.extensions["hearth_db"][0])
+    tracer = Wire(pg_app)
     yield tracer
     tracer.close()
 
@@ -185,7 +187,7 @@ def test_marked_reads_send_only_their_selects(pg_app: Flask, wire: Wire) -> None
     assert (traffic.commands, traffic.round_trips) == (["BEGIN", "SELECT", "ROLLBACK"], 3)
 
 
-def test_write_after_a_marked_read_on_the_same_connection_is_still_atomic(
+def test_write_after_a_marked_read_is_still_atomic(
     pg_app: Flask, wire: Wire, database_url: str
 ) -> None:
     token = _bearer_token(pg_app, AuthActions(pg_app).signup("alice"))
@@ -204,8 +206,6 @@ def test_write_after_a_marked_read_on_the_same_connection_is_still_atomic(
                     "FOR EACH ROW EXECUTE FUNCTION refuse_sessions()"
                 )
             )
-        # One connection in the pool: the write below gets the one the read gave back.
-        pg_app.extensions["hearth_db"][0].dispose()
         me, read = wire.request(lambda: pg_app.test_client().get(SELF, headers=bearer(token)))
         assert me.status_code == 200
         assert read.commands == ["SELECT"]
@@ -219,7 +219,9 @@ def test_write_after_a_marked_read_on_the_same_connection_is_still_atomic(
         )
         assert failed.status_code == 500
         assert failed.get_json() == SERVER_ERROR
-        assert write.backends == read.backends
+        # The read used the autocommit pool; the write a transactional connection of its own.
+        assert read.backends and write.backends
+        assert set(write.backends).isdisjoint(read.backends)
         assert write.commands == [
             "BEGIN",
             "SELECT",
@@ -367,4 +369,4 @@ def test_cleanup_after_a_marked_read_still_writes_while_the_request_context_live
             with app.app_context():
                 assert db.session.scalar(select(func.count(AuthSession.id))) == 0
     finally:
-        app.extensions["hearth_db"][0].dispose()
+        Database.dispose(app)

@@ -20,7 +20,7 @@ from sqlalchemy import update
 from werkzeug.test import TestResponse
 
 from app.db import utcnow
-from app.extensions import db
+from app.extensions import Database, db
 from tests.conftest import AuthActions, make_app
 
 ISSUER = "http://localhost:8000"
@@ -329,7 +329,7 @@ def make_oauth(database_url: str) -> Iterator[Callable[..., OAuthActions]]:
 
     yield build
     for app in apps:
-        app.extensions["hearth_db"][0].dispose()
+        Database.dispose(app)
 
 
 def expire_all(app: Flask, model: Any) -> None:

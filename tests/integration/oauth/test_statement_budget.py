@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from app.extensions import Database
 from tests.integration.oauth.conftest import (
     CONSENT,
     SELF,
@@ -25,17 +26,20 @@ from tests.integration.oauth.conftest import (
 
 @contextmanager
 def statements(oauth: OAuthActions) -> Iterator[list[str]]:
-    engine = oauth.app.extensions["hearth_db"][0]
+    """Statements on every engine: PostgreSQL's read-only requests have one of their own."""
+    engines = Database.engines(oauth.app)
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement.split(None, 1)[0].upper())
 
-    event.listen(engine, "before_cursor_execute", record)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def test_bearer_read_is_one_statement(oauth: OAuthActions) -> None:
