@@ -36,6 +36,24 @@ def _committed_tokens(database_url: str, account_id: str) -> list[tuple[str, boo
         outside.dispose()
 
 
+def fail_first_call(
+    monkeypatch: pytest.MonkeyPatch, owner: type, name: str
+) -> list[tuple[Any, ...]]:
+    """Make `owner.name` raise SigningFailed on its first call and behave normally afterwards;
+    return the arguments of every call."""
+    real = getattr(owner, name)
+    calls: list[tuple[Any, ...]] = []
+
+    def fail_once(self: Any, *args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise SigningFailed(f"{name} failed")
+        return real(self, *args)
+
+    monkeypatch.setattr(owner, name, fail_once)
+    return calls
+
+
 @pytest.fixture
 def unpropagated(app: Flask) -> Flask:
     """Let a failure answer 500 as in production instead of raising into the test."""
@@ -51,24 +69,16 @@ def test_code_exchange_that_fails_while_signing_the_id_token_keeps_the_code(
 ) -> None:
     client = oauth.make_client()
     authorized = oauth.approve(oauth.auth.signup("alice"), client)
-    real = HearthOpenIDCode.generate_user_info
-    calls: list[str] = []
-
-    def fail_once(self: HearthOpenIDCode, user: Any, scope: str) -> Any:
-        calls.append(user.account_id)
-        if len(calls) == 1:
-            raise SigningFailed("the key is unavailable")
-        return real(self, user, scope)
-
-    monkeypatch.setattr(HearthOpenIDCode, "generate_user_info", fail_once)
+    calls = fail_first_call(monkeypatch, HearthOpenIDCode, "generate_user_info")
     failed = oauth.redeem(client, authorized)
     assert failed.status_code == 500
-    assert _committed_tokens(database_url, calls[0]) == []
+    account_id = calls[0][0].account_id
+    assert _committed_tokens(database_url, account_id) == []
 
     redeemed = oauth.redeem(client, authorized)
     assert redeemed.status_code == 200, redeemed.get_json()
     assert "id_token" in redeemed.get_json()
-    assert _committed_tokens(database_url, calls[0]) == [("access", False), ("refresh", False)]
+    assert _committed_tokens(database_url, account_id) == [("access", False), ("refresh", False)]
 
 
 def test_refresh_that_fails_while_answering_leaves_the_refresh_token_usable(
@@ -84,16 +94,7 @@ def test_refresh_that_fails_while_answering_leaves_the_refresh_token_usable(
         .get("/api/accounts/self", headers=bearer(tokens["access_token"]))
         .get_json()["id"]
     )
-    real = HearthAuthorizationServer.handle_response
-    calls: list[int] = []
-
-    def fail_once(self: HearthAuthorizationServer, status: int, payload: Any, headers: Any) -> Any:
-        calls.append(status)
-        if len(calls) == 1:
-            raise SigningFailed("the response could not be built")
-        return real(self, status, payload, headers)
-
-    monkeypatch.setattr(HearthAuthorizationServer, "handle_response", fail_once)
+    fail_first_call(monkeypatch, HearthAuthorizationServer, "handle_response")
     failed = oauth.refresh(client, tokens["refresh_token"])
     assert failed.status_code == 500
     assert _committed_tokens(database_url, account_id) == [("access", False), ("refresh", False)]
