@@ -198,7 +198,7 @@ def load_principal(req: Request) -> Principal | None:
     token = req.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    return service.principal_for_session(db.session, token)
+    return service.principal_for_session(db.connection, token)
 
 
 class NoFlaskSession(SessionInterface):

@@ -9,6 +9,8 @@ from flask import Flask, Response, current_app, jsonify
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from app.extensions import refused_write
+
 log = logging.getLogger("hearth.errors")
 
 
@@ -118,6 +120,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     def _database_down(error: DBAPIError) -> Response:
+        violation = refused_write(error)
+        if violation is not None:
+            return _crash(violation)
         # The pool replaces dead connections by itself (app.extensions) once the database is back;
         # nothing was committed.
         log.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else error)
@@ -134,9 +139,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _crash(error: Exception) -> Response:
+        if isinstance(error, DBAPIError):
+            error = refused_write(error) or error
         if current_app.config.get("PROPAGATE_EXCEPTIONS"):
             raise error
-        log.exception("unhandled error")
+        log.error("unhandled error", exc_info=error)
         response = jsonify({"error": "server_error", "error_description": "Something went wrong."})
         response.status_code = 500
         return response

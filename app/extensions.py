@@ -6,11 +6,12 @@ import select
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from flask_login import LoginManager
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,36 +22,46 @@ class ReadOnlyViolation(RuntimeError):
 
 
 def read_only(view: F) -> F:
-    """Mark a view that never writes: its GET and HEAD requests read outside a transaction.
+    """Mark a view that never writes: its GET and HEAD requests run on a read-only connection.
 
-    On PostgreSQL such a request's session runs on a connection from a pool of autocommit
-    connections, so a read costs only its SELECTs, not BEGIN and ROLLBACK around them. The
-    session refuses every write (ReadOnlyViolation): autocommit would make each statement its
-    own transaction."""
+    The connection comes from an engine and pool of its own whose connections the database
+    itself keeps from writing (PostgreSQL: autocommit with `default_transaction_read_only`,
+    so a read costs only its SELECTs, not BEGIN and ROLLBACK around them; SQLite:
+    `query_only`). Core reads use it directly (`db.connection`), without an ORM session's
+    transaction bookkeeping; a session the view asks for runs on the same connection. Every
+    write is refused before it is sent (ReadOnlyViolation), and by the database if it was not."""
     view._hearth_read_only = True  # type: ignore[attr-defined]
     return view
 
 
-class Database:
-    """One engine per app, one SQLAlchemy session per app context, closed at teardown.
+class _Handles(NamedTuple):
+    engine: Engine
+    sessions: sessionmaker[Session]
+    read_engine: Engine | None  # None for an in-memory SQLite database: one engine sees it
+    read_sessions: sessionmaker[Session] | None
+    engines: tuple[Engine, ...]
 
-    `app.extensions["hearth_db"]` is (engine, sessions, read-only sessions or None, every
-    engine): on PostgreSQL the read-only sessions have an engine and a pool of their own."""
+
+class Database:
+    """The app's engines, one SQLAlchemy session per app context, closed at teardown.
+
+    `app.extensions["hearth_db"]` holds the handles: the engine, its sessions, the read-only
+    engine of @read_only requests and its sessions, and every engine."""
 
     def init_app(self, app: Flask) -> None:
         url = app.config["DATABASE_URL"]
         engine = make_engine(url)
-        engines = [engine]
-        reads = None
-        # SQLite never sends BEGIN before a SELECT: read-only sessions are PostgreSQL's alone.
-        if engine.dialect.name == "postgresql":
-            read_engine = make_engine(url, autocommit=True)
-            engines.append(read_engine)
-            reads = _read_only_sessions(read_engine)
+        read_engine = read_sessions = None
+        if not _in_memory(engine):
+            read_engine = make_engine(url, for_reads=True)
+            read_sessions = _read_only_sessions(read_engine)
+        engines = (engine,) if read_engine is None else (engine, read_engine)
         sessions = sessionmaker(engine, expire_on_commit=False)
-        app.extensions["hearth_db"] = (engine, sessions, reads, tuple(engines))
+        app.extensions["hearth_db"] = _Handles(
+            engine, sessions, read_engine, read_sessions, engines
+        )
         app.teardown_appcontext(self._close)
-        if reads is not None:
+        if read_engine is not None:
             app.before_request(_mark_read_only)
 
     @property
@@ -60,9 +71,9 @@ class Database:
 
     @staticmethod
     def engines(app: Flask) -> tuple[Engine, ...]:
-        """Every engine the app opens connections with (two on PostgreSQL)."""
-        engines: tuple[Engine, ...] = app.extensions["hearth_db"][3]
-        return engines
+        """Every engine the app opens connections with."""
+        handles: _Handles = app.extensions["hearth_db"]
+        return handles.engines
 
     @classmethod
     def dispose(cls, app: Flask) -> None:
@@ -71,13 +82,30 @@ class Database:
             engine.dispose()
 
     @property
+    def connection(self) -> Connection:
+        """The request's connection for Core statements.
+
+        In a @read_only request, a read-only connection of its own: a statement run here pays
+        for no ORM session (creating one, its transaction and closing it cost as much as the
+        statement). Elsewhere it is the session's connection, inside the session's transaction."""
+        connection: Connection | None = g.get("_hearth_connection")
+        if connection is None:
+            read_engine = current_app.extensions["hearth_db"].read_engine
+            if read_engine is None or not g.get("_hearth_read_only", False):
+                return self.session.connection()
+            connection = g._hearth_connection = read_engine.connect()
+        return connection
+
+    @property
     def session(self) -> Session:
         session: Session | None = g.get("_hearth_session")
         if session is None:
-            _engine, sessions, reads, _engines = current_app.extensions["hearth_db"]
-            if reads is not None and g.get("_hearth_read_only", False):
-                sessions = reads
-            session = sessions()
+            handles: _Handles = current_app.extensions["hearth_db"]
+            if handles.read_sessions is not None and g.get("_hearth_read_only", False):
+                # On the request's read-only connection; closing the session leaves it open.
+                session = handles.read_sessions(bind=self.connection)
+            else:
+                session = handles.sessions()
             g._hearth_session = session
         return session
 
@@ -86,10 +114,21 @@ class Database:
         session: Session | None = g.pop("_hearth_session", None)
         if session is not None:
             session.close()
+        connection: Connection | None = g.pop("_hearth_connection", None)
+        if connection is not None:
+            connection.close()
+
+
+def _in_memory(engine: Engine) -> bool:
+    """An in-memory SQLite database exists once per connection: a second engine cannot see it."""
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    )
 
 
 def _mark_read_only() -> None:
-    """Let a GET or HEAD to a @read_only view read on an autocommit connection.
+    """Let a GET or HEAD to a @read_only view read on a read-only connection.
 
     The mark goes on `g`, which belongs to the request's app context: an app context pushed
     within the request (the periodic cleanup) starts with a fresh `g` and writes as usual."""
@@ -101,22 +140,36 @@ def _mark_read_only() -> None:
 
 
 def _read_only_sessions(engine: Engine) -> sessionmaker[Session]:
-    """Sessions on an autocommit engine that refuse to write.
+    """Sessions on the read-only engine that refuse to flush.
 
-    The engine has a pool of its own whose connections stay in autocommit: switching one
-    connection of the shared pool to autocommit at checkout and back at checkin (what
-    `execution_options(isolation_level=...)` does) cost each read 35 to 55 µs of psycopg calls."""
-    event.listen(engine, "before_execute", _refuse_dml)
+    The engine has a pool of its own whose connections stay read-only: switching a connection
+    of the shared pool to autocommit at checkout and back at checkin (what
+    `execution_options(isolation_level=...)` does) cost each PostgreSQL read 35 to 55 µs of
+    psycopg calls. Core writes are refused by the database itself (`refused_write`): a
+    `before_execute` listener that refused them here cost every read ~15 µs, because any
+    engine-level event sends every statement through SQLAlchemy's event dispatch."""
     sessions = sessionmaker(engine, expire_on_commit=False)
     event.listen(sessions, "before_flush", _refuse_flush)
     return sessions
 
 
-def _refuse_dml(_conn: Any, statement: Any, *_args: Any) -> None:
-    if getattr(statement, "is_dml", False):
-        raise ReadOnlyViolation(
-            f"{statement.__visit_name__.upper()} refused: a @read_only request never writes."
-        )
+def refused_write(error: DBAPIError) -> ReadOnlyViolation | None:
+    """The database's refusal of a write in a @read_only request, named as the bug it is.
+
+    SQLite answers SQLITE_READONLY under `query_only`, PostgreSQL SQLSTATE 25006
+    (read_only_sql_transaction); outside a @read_only request either means something else."""
+    if not g.get("_hearth_read_only", False):
+        return None
+    original = error.orig
+    if (
+        getattr(original, "sqlstate", None) != "25006"
+        and getattr(original, "sqlite_errorcode", None) != sqlite3.SQLITE_READONLY
+    ):
+        return None
+    verb = error.statement.split(None, 1)[0].upper() if error.statement else "A write"
+    violation = ReadOnlyViolation(f"{verb} refused: a @read_only request never writes.")
+    violation.__cause__ = error
+    return violation
 
 
 def _refuse_flush(session: Session, _context: UOWTransaction, _objects: Any) -> None:
@@ -126,10 +179,12 @@ def _refuse_flush(session: Session, _context: UOWTransaction, _objects: Any) -> 
     )
 
 
-def make_engine(url: str, *, autocommit: bool = False) -> Engine:
+def make_engine(url: str, *, for_reads: bool = False) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
 
-    `autocommit` (PostgreSQL only) makes every connection of the engine's pool autocommit."""
+    `for_reads` makes an engine for @read_only requests whose database refuses every write on
+    its connections: SQLite's `query_only`; on PostgreSQL, autocommit connections whose
+    transactions default to read-only."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 15})
 
@@ -140,10 +195,19 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
             cursor.execute("PRAGMA busy_timeout=15000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if for_reads:
+                cursor.execute("PRAGMA query_only=ON")
             cursor.close()
 
         return engine
-    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    options: dict[str, Any] = {}
+    if for_reads:
+        options["isolation_level"] = "AUTOCOMMIT"
+        # Appended to any `options` the URL carries, which connect_args would otherwise replace.
+        given = make_url(url).query.get("options", "")
+        given = given if isinstance(given, str) else " ".join(given)
+        read_only_option = "-c default_transaction_read_only=on"
+        options["connect_args"] = {"options": f"{given} {read_only_option}".strip()}
     engine = create_engine(url, pool_size=5, max_overflow=10, **options)
     _ping_after_idle(engine, IDLE_PING_SECONDS)
     return engine

@@ -29,9 +29,8 @@ def alive() -> Response:
 @read_only
 def ready() -> Response:
     try:
-        db.session.execute(text("SELECT 1"))
+        db.connection.execute(text("SELECT 1"))
     except Exception:
-        db.session.rollback()
         response = jsonify({"status": "unavailable", "error_description": "database unreachable"})
         response.status_code = 503
         return response

@@ -10,7 +10,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import ScalarSelect, bindparam, delete, func, select, update
+from sqlalchemy import Connection, ScalarSelect, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -179,15 +179,13 @@ def _session_statement() -> Any:
     )
 
 
-def principal_for_session(session: Session, token: str) -> Principal | None:
+def principal_for_session(connection: Connection, token: str) -> Principal | None:
     """Resolve a session cookie to a principal, or None when unknown, expired or signed out.
 
     One Core statement, built once per process (every page of the frontend comes through here)."""
-    row = (
-        session.connection()
-        .execute(_session_statement(), {"token_hash": sha256(token), "now": utcnow()})
-        .first()
-    )
+    row = connection.execute(
+        _session_statement(), {"token_hash": sha256(token), "now": utcnow()}
+    ).first()
     if row is None:
         return None
     return Principal(

@@ -8,7 +8,7 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -128,7 +128,7 @@ def _thread_list_statement(in_category: bool, after_cursor: bool) -> Any:
 
 
 def list_threads(
-    session: Session,
+    connection: Connection,
     actor: Actor,
     *,
     category: str | None,
@@ -137,14 +137,10 @@ def list_threads(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first; `cursor` is the last id of the previous page."""
     check(actor, Permission.READ_PUBLISHED_THREADS)
-    rows = (
-        session.connection()
-        .execute(
-            _thread_list_statement(category is not None, bool(cursor)),
-            {"limit": limit + 1, "category": category, "cursor": cursor},
-        )
-        .all()
-    )
+    rows = connection.execute(
+        _thread_list_statement(category is not None, bool(cursor)),
+        {"limit": limit + 1, "category": category, "cursor": cursor},
+    ).all()
     items = [
         {
             "id": id_,

@@ -105,7 +105,7 @@ def create_category() -> Response:
 )
 def list_threads() -> Response:
     items, next_cursor = service.list_threads(
-        db.session,
+        db.connection,
         actor(),
         category=request.args.get("category") or None,
         cursor=_cursor(),

@@ -698,7 +698,7 @@ def authorization_server() -> HearthAuthorizationServer:
 def bearer_loader(presented: str) -> Any:
     config = current_app.config
     return tokens.principal_for_access_token(
-        db.session, provider_keys(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
+        db.connection, provider_keys(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import Table, bindparam, func, insert, or_, select, type_coerce, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from app.accounts.service import ACCOUNT_INFO_COLUMNS, account_info, held_from, role_aggregates
@@ -273,7 +273,7 @@ def _bearer_statement() -> Any:
 
 
 def principal_for_access_token(
-    session: Session, keys: ProviderKeys, presented: str, issuer: str, resource: str
+    connection: Connection, keys: ProviderKeys, presented: str, issuer: str, resource: str
 ) -> Principal | None:
     """Resolve a bearer token for Hearth's API: signature, issuer, audience, then the live row.
 
@@ -286,11 +286,7 @@ def principal_for_access_token(
     audience = claims.get("aud")
     if audience != resource and not (isinstance(audience, list) and resource in audience):
         return None
-    row = (
-        session.connection()
-        .execute(_bearer_statement(), {"jti": claims["jti"], "now": utcnow()})
-        .first()
-    )
+    row = connection.execute(_bearer_statement(), {"jti": claims["jti"], "now": utcnow()}).first()
     if row is None:
         return None
     return Principal(

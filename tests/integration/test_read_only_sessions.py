@@ -50,12 +50,33 @@ def _add_test_views(app: Flask) -> None:
         )
         return jsonify({})
 
+    @read_only
+    def text_write() -> Response:
+        db.connection.execute(
+            text(
+                "INSERT INTO categories (id, slug, name, description, created_at) "
+                "VALUES (:id, 'text', 'Text', '', CURRENT_TIMESTAMP)"
+            ),
+            {"id": new_id()},
+        )
+        return jsonify({})
+
     def unmarked_read() -> Response:
         return jsonify({"categories": db.session.scalar(select(func.count(Category.id)))})
 
     app.add_url_rule("/test/orm-write", view_func=orm_write, methods=["GET", "POST"])
     app.add_url_rule("/test/core-write", view_func=core_write)
+    app.add_url_rule("/test/text-write", view_func=text_write)
     app.add_url_rule("/test/unmarked-read", view_func=unmarked_read)
+
+
+@pytest.fixture
+def any_app(database_url: str) -> Iterator[Flask]:
+    """The API on this pass's database with the test views."""
+    app = make_app(database_url)
+    _add_test_views(app)
+    yield app
+    Database.dispose(app)
 
 
 @pytest.fixture
@@ -247,31 +268,65 @@ def _crash(caplog: pytest.LogCaptureFixture) -> BaseException | None:
     return crashes[-1].exc_info[1]
 
 
-def test_marked_view_that_writes_is_refused_before_anything_reaches_the_database(
+def test_marked_view_that_writes_is_refused_and_nothing_is_written(
+    any_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ORM session refuses to flush; the database itself refuses Core and text() writes
+    (SQLite's query_only, PostgreSQL's read-only transactions) and the error names the bug."""
+    api = any_app.test_client()
+    for path, message in (
+        ("/test/orm-write", "Flush of Category refused: a @read_only request never writes."),
+        ("/test/core-write", "INSERT refused: a @read_only request never writes."),
+        ("/test/text-write", "INSERT refused: a @read_only request never writes."),
+    ):
+        refused = api.get(path)
+        assert (refused.status_code, refused.get_json()) == (500, SERVER_ERROR), path
+        error = _crash(caplog)
+        assert isinstance(error, ReadOnlyViolation), path
+        assert str(error) == message
+
+    with any_app.app_context():
+        assert db.session.scalar(select(func.count(Category.id))) == 0
+
+    # The mark covers GET and HEAD only: a POST to the same view writes in a transaction.
+    assert api.post("/test/orm-write", json={}).status_code == 200
+
+
+def test_refused_writes_on_postgresql_never_open_a_transaction(
     pg_app: Flask, wire: Wire, caplog: pytest.LogCaptureFixture
 ) -> None:
     api = pg_app.test_client()
     flushed, traffic = wire.request(lambda: api.get("/test/orm-write"))
-    assert (flushed.status_code, flushed.get_json()) == (500, SERVER_ERROR)
+    assert flushed.status_code == 500
     assert (traffic.commands, traffic.round_trips) == ([], 0)
-    error = _crash(caplog)
-    assert isinstance(error, ReadOnlyViolation)
-    assert str(error) == "Flush of Category refused: a @read_only request never writes."
 
+    # Autocommit with default_transaction_read_only: the server refuses the INSERT itself.
     inserted, traffic = wire.request(lambda: api.get("/test/core-write"))
-    assert (inserted.status_code, inserted.get_json()) == (500, SERVER_ERROR)
-    assert (traffic.commands, traffic.round_trips) == ([], 0)
-    error = _crash(caplog)
-    assert isinstance(error, ReadOnlyViolation)
-    assert str(error) == "INSERT refused: a @read_only request never writes."
+    assert inserted.status_code == 500
+    assert (traffic.commands, traffic.round_trips) == (["ERROR"], 1)
+    assert isinstance(_crash(caplog), ReadOnlyViolation)
 
-    with pg_app.app_context():
-        assert db.session.scalar(select(func.count(Category.id))) == 0
-
-    # The mark covers GET and HEAD only: a POST to the same view writes in a transaction.
     written, traffic = wire.request(lambda: api.post("/test/orm-write", json={}))
     assert written.status_code == 200
     assert traffic.commands == ["BEGIN", "INSERT", "ROLLBACK"]  # the view flushes, never commits
+
+
+def test_a_read_only_database_outside_marked_views_is_still_unavailable(
+    database_url: str,
+) -> None:
+    """SQLITE_READONLY on the main engine (here a file opened read-only) is an outage, not a
+    @read_only view's bug."""
+    if not database_url.startswith("sqlite:///"):
+        pytest.skip("SQLite pass only: opens the database file read-only")
+    path = database_url.removeprefix("sqlite:///")
+    app = make_app(f"sqlite:///file:{path}?mode=ro&uri=true")
+    _add_test_views(app)
+    try:
+        written = app.test_client().post("/test/orm-write", json={})
+    finally:
+        Database.dispose(app)
+    assert written.status_code == 503
+    assert written.get_json()["error"] == "temporarily_unavailable"
 
 
 def test_marked_views_answer_exactly_as_before(app: Flask, auth: AuthActions) -> None:
