@@ -14,6 +14,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, UOWTransaction, sessionmaker
 
+from app.context import this_app, this_g, this_request
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -88,33 +90,36 @@ class Database:
         In a @read_only request, a read-only connection of its own: a statement run here pays
         for no ORM session (creating one, its transaction and closing it cost as much as the
         statement). Elsewhere it is the session's connection, inside the session's transaction."""
-        connection: Connection | None = g.get("_hearth_connection")
+        context = this_g()
+        connection: Connection | None = context.get("_hearth_connection")
         if connection is None:
-            read_engine = current_app.extensions["hearth_db"].read_engine
-            if read_engine is None or not g.get("_hearth_read_only", False):
+            read_engine = this_app().extensions["hearth_db"].read_engine
+            if read_engine is None or not context.get("_hearth_read_only", False):
                 return self.session.connection()
-            connection = g._hearth_connection = read_engine.connect()
+            connection = context._hearth_connection = read_engine.connect()
         return connection
 
     @property
     def session(self) -> Session:
-        session: Session | None = g.get("_hearth_session")
+        context = this_g()
+        session: Session | None = context.get("_hearth_session")
         if session is None:
-            handles: _Handles = current_app.extensions["hearth_db"]
-            if handles.read_sessions is not None and g.get("_hearth_read_only", False):
+            handles: _Handles = this_app().extensions["hearth_db"]
+            if handles.read_sessions is not None and context.get("_hearth_read_only", False):
                 # On the request's read-only connection; closing the session leaves it open.
                 session = handles.read_sessions(bind=self.connection)
             else:
                 session = handles.sessions()
-            g._hearth_session = session
+            context._hearth_session = session
         return session
 
     @staticmethod
     def _close(_exc: BaseException | None) -> None:
-        session: Session | None = g.pop("_hearth_session", None)
+        context = this_g()
+        session: Session | None = context.pop("_hearth_session", None)
         if session is not None:
             session.close()
-        connection: Connection | None = g.pop("_hearth_connection", None)
+        connection: Connection | None = context.pop("_hearth_connection", None)
         if connection is not None:
             connection.close()
 
@@ -132,11 +137,12 @@ def _mark_read_only() -> None:
 
     The mark goes on `g`, which belongs to the request's app context: an app context pushed
     within the request (the periodic cleanup) starts with a fresh `g` and writes as usual."""
-    if request.method not in ("GET", "HEAD") or request.endpoint is None:
+    current = this_request()
+    if current.method not in ("GET", "HEAD") or current.endpoint is None:
         return
-    view = current_app.view_functions.get(request.endpoint)
+    view = this_app().view_functions.get(current.endpoint)
     if getattr(view, "_hearth_read_only", False):
-        g._hearth_read_only = True
+        this_g()._hearth_read_only = True
 
 
 def _read_only_sessions(engine: Engine) -> sessionmaker[Session]:

@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, g, has_request_context
+
+from app.context import this_g, this_request
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -62,20 +64,23 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start() -> None:
-        g.started = time.perf_counter()
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID.match(given) else secrets.token_hex(16)
+        context = this_g()
+        context.started = time.perf_counter()
+        given = this_request().headers.get("X-Request-ID", "")
+        context.request_id = given if REQUEST_ID.match(given) else secrets.token_hex(16)
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        request_id = g.get("request_id") or secrets.token_hex(16)
+        context = this_g()
+        request_id = context.get("request_id") or secrets.token_hex(16)
         response.headers["X-Request-ID"] = request_id
-        started = g.get("started")
+        started = context.get("started")
+        current = this_request()
         access.info(
             "request",
             extra={
-                "method": request.method,
-                "path": request.path,
+                "method": current.method,
+                "path": current.path,
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2)
                 if started

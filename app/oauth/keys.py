@@ -20,8 +20,10 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import Flask, current_app
+from flask import Flask
 from joserfc.jwk import ECKey, RSAKey
+
+from app.context import this_app
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,13 @@ def init_app(app: Flask) -> None:
 
 
 def provider_keys() -> ProviderKeys:
-    keys: ProviderKeys | None = current_app.extensions.get("hearth_signing_key")
+    app = this_app()
+    keys: ProviderKeys | None = app.extensions.get("hearth_signing_key")
     if keys is None:
-        config = current_app.config
+        config = app.config
         pem = config["OAUTH_SIGNING_KEY"] or _dev_key_pem(Path(config["INSTANCE_DIR"]))
         keys = load(pem, config["OAUTH_ACCESS_TOKEN_ALG"])
-        current_app.extensions["hearth_signing_key"] = keys
+        app.extensions["hearth_signing_key"] = keys
     return keys
 
 

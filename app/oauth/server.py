@@ -31,12 +31,13 @@ from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g
 from sqlalchemy import Table, bindparam, select, true, update
 from sqlalchemy.orm import joinedload
 
 from app.accounts.service import account_permissions
 from app.auth import AccountInfo, sha256
+from app.context import this_app, this_g, this_request
 from app.db import utcnow
 from app.extensions import db
 from app.models import Account, AuthorizationCode, Grant, Token
@@ -141,7 +142,7 @@ def _lifetimes() -> tokens.Lifetimes:
 
 
 def api_resource() -> str:
-    return f"{current_app.config['PUBLIC_API_ADDRESS']}/api"
+    return f"{this_app().config['PUBLIC_API_ADDRESS']}/api"
 
 
 class S256Only(CodeChallenge):
@@ -243,12 +244,14 @@ def _query_client(client_id: str) -> clients.ClientRecord | None:
 
     Client authentication, and the grant's own checks, run afterwards exactly as if the two
     had been read separately: this only saves the token endpoint a round trip."""
-    g._hearth_presented = None
-    form = request.form
+    context = this_g()
+    context._hearth_presented = None
+    current = this_request()
+    form = current.form
     grant_type = form.get("grant_type")
     field = _PRESENTED_FIELD.get(grant_type or "")
     presented = form.get(field) if field is not None else None
-    if not presented or request.endpoint != "oauth.token":
+    if not presented or current.endpoint != "oauth.token":
         return clients.find_record(db.session, client_id)
     credential_hash = sha256(presented)
     split = len(clients.RECORD_COLUMNS)
@@ -277,7 +280,7 @@ def _query_client(client_id: str) -> clients.ClientRecord | None:
         if row is None:
             return None
         found = row[split]
-    g._hearth_presented = _Presented(grant_type or "", credential_hash, found)
+    context._hearth_presented = _Presented(grant_type or "", credential_hash, found)
     return clients.ClientRecord(*row[:split])
 
 
@@ -696,9 +699,9 @@ def authorization_server() -> HearthAuthorizationServer:
 
 
 def bearer_loader(presented: str) -> Any:
-    config = current_app.config
+    issuer = this_app().config["PUBLIC_API_ADDRESS"]
     return tokens.principal_for_access_token(
-        db.connection, provider_keys(), presented, config["PUBLIC_API_ADDRESS"], api_resource()
+        db.connection, provider_keys(), presented, issuer, api_resource()
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from app.auth import Principal, check, protocol_endpoint, session_principal, signed_in
+from app.context import this_request
 from app.db import utcnow
 from app.errors import Forbidden, HearthError, InvalidRequest, NotFound, Unauthenticated
 from app.extensions import db, read_only
@@ -37,10 +38,11 @@ def cors(view: F) -> F:
 def init_cors(app: Flask) -> None:
     @app.after_request
     def _cors(response: Response) -> Response:
-        view = app.view_functions.get(request.endpoint or "")
+        current = this_request()
+        view = app.view_functions.get(current.endpoint or "")
         if getattr(view, "_hearth_cors", False):
             response.headers["Access-Control-Allow-Origin"] = "*"
-            if request.method == "OPTIONS":
+            if current.method == "OPTIONS":
                 response.headers["Access-Control-Allow-Methods"] = response.headers.get(
                     "Allow", "GET, POST"
                 )
@@ -232,17 +234,19 @@ def consent_decide() -> Response:
 
 def _precheck_protocol_request() -> None:
     """RFC 6749 §3.2 / §2.3.1: no repeated parameters and one client authentication method."""
-    if request.mimetype != "application/x-www-form-urlencoded":
+    current = this_request()
+    if current.mimetype != "application/x-www-form-urlencoded":
         raise OAuthRequestError("Send the request as application/x-www-form-urlencoded.")
-    for name in request.form:
-        if len(request.form.getlist(name)) > 1:
+    form = current.form
+    for name in form:
+        if len(form.getlist(name)) > 1:
             raise OAuthRequestError(f"The {name} parameter is repeated.")
-    authorization = request.headers.get("Authorization", "")
+    authorization = current.headers.get("Authorization", "")
     if authorization.lower().startswith("basic ") and (
-        "client_secret" in request.form or "client_id" in request.form
+        "client_secret" in form or "client_id" in form
     ):
         basic_id = basic_client_id(authorization)
-        if "client_secret" in request.form or basic_id != request.form.get("client_id"):
+        if "client_secret" in form or basic_id != form.get("client_id"):
             raise OAuthRequestError("Use one client authentication method, not several.")
 
 
@@ -267,9 +271,10 @@ def _oauth_error(error: HearthError) -> Response:
 )
 def token() -> Response:
     _precheck_protocol_request()
-    if not request.form.get("grant_type"):
+    form = this_request().form
+    if not form.get("grant_type"):
         raise OAuthRequestError("The grant_type parameter is missing.")
-    resource = request.form.get("resource")
+    resource = form.get("resource")
     if resource is not None and resource != api_resource():
         raise InvalidTarget(f"The only resource here is {api_resource()}.")
     response: Response = authorization_server().create_token_response()
