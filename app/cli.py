@@ -16,7 +16,7 @@ from app.extensions import db
 
 
 def _fail(error: HearthError) -> None:
-    db.session.rollback()
+    db.rollback()
     fields = error.extra.get("fields")
     detail = f" ({', '.join(f'{k}: {v}' for k, v in fields.items())})" if fields else ""
     raise click.ClickException(f"{error.description}{detail}")
@@ -71,7 +71,7 @@ def accounts_create(handle: str, password: str, email: str | None, role: str) ->
         account = service.sign_up(db.session, hasher(), form, roles=(role,))
     except HearthError as error:
         _fail(error)
-    db.session.commit()
+    db.commit()
     click.echo(f"created {account.handle} ({', '.join(service.role_names(account))})")
     click.echo(account.id)
 
@@ -93,7 +93,7 @@ def roles_grant(handle: str, role: str) -> None:
         account = service.grant_role(db.session, handle, role)
     except HearthError as error:
         _fail(error)
-    db.session.commit()
+    db.commit()
     click.echo(f"{account.handle}: {', '.join(service.role_names(account))}")
 
 
@@ -109,7 +109,7 @@ def roles_revoke(handle: str, role: str) -> None:
         account = service.revoke_role(db.session, handle, role)
     except HearthError as error:
         _fail(error)
-    db.session.commit()
+    db.commit()
     click.echo(f"{account.handle}: {', '.join(service.role_names(account)) or '(guest only)'}")
 
 
@@ -180,7 +180,7 @@ def clients_create(
         client, secret = clients.create(db.session, fields)
     except HearthError as error:
         _fail(error)
-    db.session.commit()
+    db.commit()
     if as_json:
         click.echo(
             json.dumps(
@@ -223,7 +223,7 @@ def clients_rotate(client_id: str) -> None:
         _client, secret = clients.rotate_secret(db.session, client_id)
     except HearthError as error:
         _fail(error)
-    db.session.commit()
+    db.commit()
     click.echo(secret)
 
 
@@ -238,7 +238,7 @@ def clients_delete(client_id: str) -> None:
         clients.delete(db.session, client_id)
     except HearthError as error:
         _fail(error)
-    db.session.commit()
+    db.commit()
     click.echo(f"deleted {client_id}")
 
 
@@ -274,7 +274,7 @@ def demo() -> None:
 
     for line in seed(db.session):
         click.echo(line)
-    db.session.commit()
+    db.commit()
 
 
 @click.command("serve")

@@ -89,7 +89,7 @@ def init_app(app: Flask) -> None:
             with app.app_context():
                 for deleter in DELETERS.values():
                     deleter(db.session, PERIODIC_BATCH)
-                    db.session.commit()
+                    db.commit()
         except Exception:
             log.exception("periodic cleanup failed")
         finally:

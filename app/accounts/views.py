@@ -66,7 +66,7 @@ def set_session_cookie(response: Response, token: str) -> None:
 
 def _signed_in_response(account: Account) -> Response:
     token = service.start_session(db.session, account, current_app.config["SESSION_TTL"])
-    db.session.commit()
+    db.commit()
     response = jsonify(stored_account_json(account))
     response.headers["Cache-Control"] = "no-store"
     set_session_cookie(response, token)
@@ -109,7 +109,7 @@ def signout() -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         service.end_session(db.session, token)
-        db.session.commit()
+        db.commit()
     response = Response(status=204)
     response.delete_cookie(
         SESSION_COOKIE,
@@ -155,5 +155,5 @@ def put_roles(handle: str) -> Response:
     require(Permission.MANAGE_ROLES)
     form = json_body(RoleList)
     account = service.set_roles(db.session, signed_in(), handle, form.roles)
-    db.session.commit()
+    db.commit()
     return jsonify({"handle": account.handle, "roles": service.role_names(account)})

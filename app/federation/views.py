@@ -147,7 +147,7 @@ def authorization_url(provider: str) -> Response:
         ),
         account_id=principal.account_id if principal else None,
     )
-    db.session.commit()
+    db.commit()
     response = jsonify({"url": started.url, "provider": upstream.name, "state": started.state})
     response.headers["Cache-Control"] = "no-store"
     _set_login_cookie(response, binding)
@@ -182,7 +182,7 @@ def callback(provider: str) -> Response:
             raise _provider_error(args["error"])
         row = service.consume(db.session, provider, state, binding=binding)
         # Spent before the provider is asked anything: a failure below cannot be retried.
-        db.session.commit()
+        db.commit()
         return_url = row.return_url or config["PUBLIC_WEB_ADDRESS"] + "/"
         if "error" in args:
             raise _provider_error(args["error"])
@@ -209,14 +209,14 @@ def callback(provider: str) -> Response:
         token = None
         if row.kind == "authenticate":
             token = accounts.start_session(db.session, account, config["SESSION_TTL"])
-        db.session.commit()
+        db.commit()
     except LoginFailed as failure:
-        db.session.rollback()
+        db.rollback()
         security_event("federated_sign_in_failure", provider=provider[:40], reason=failure.error)
         return _redirect(with_params(failure.return_url or return_url, {"error": failure.error}))
     except Exception:
         # The browser is mid-redirect: a JSON 500 would strand it. Log, and send it back.
-        db.session.rollback()
+        db.rollback()
         log.exception("upstream sign-in failed", extra={"provider": provider[:40]})
         return _redirect(with_params(return_url, {"error": "server_error"}))
     response = _redirect(return_url)
@@ -256,7 +256,7 @@ def callback_post(provider: str) -> Response:
     upstream = _provider(provider)
     body = json_body(SpaCallback)
     row = service.consume(db.session, upstream.name, body.state, binding=None, spa=True)
-    db.session.commit()
+    db.commit()
     assert row.redirect_uri is not None
     # RFC 7636 §4.6, checked here too: some providers (and fakes) do not enforce PKCE.
     if service.s256(body.code_verifier) != row.verifier_hash:
@@ -276,7 +276,7 @@ def callback_post(provider: str) -> Response:
         signed_in_account_id=None,
     )
     token = accounts.start_session(db.session, account, config["SESSION_TTL"])
-    db.session.commit()
+    db.commit()
     response = jsonify(stored_account_json(account))
     response.headers["Cache-Control"] = "no-store"
     set_session_cookie(response, token)
@@ -326,7 +326,7 @@ def spa_authorization_url() -> Response:
     if problems:
         raise QueryInvalid(problems)
     url = service.start_spa(db.session, upstream, redirect_uri=redirect_uri, challenge=challenge)
-    db.session.commit()
+    db.commit()
     response = jsonify({"url": url})
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -368,5 +368,5 @@ def list_identities() -> Response:
 def unlink_identity(provider: str) -> Response:
     principal = _browser_principal()
     service.unlink(db.session, principal.account_id, provider)
-    db.session.commit()
+    db.commit()
     return Response(status=204)

@@ -86,7 +86,7 @@ def create_category() -> Response:
     check(principal, Permission.MANAGE_CATEGORIES)
     form = json_body(NewCategory)
     category = service.create_category(db.session, principal, form)
-    db.session.commit()
+    db.commit()
     return _created(service.category_json(category))
 
 
@@ -127,7 +127,7 @@ def create_thread() -> Response:
     check(principal, Permission.CREATE_POST)
     form = json_body(NewThread)
     thread = service.create_thread(db.session, principal, form)
-    db.session.commit()
+    db.commit()
     return _created(service.thread_json(thread))
 
 
@@ -164,7 +164,7 @@ def update_thread(slug: str) -> Response:
     principal = signed_in()
     form = json_body(ThreadChanges)
     thread = service.update_thread(db.session, principal, slug, form)
-    db.session.commit()
+    db.commit()
     return jsonify(service.thread_json(thread))
 
 
@@ -178,7 +178,7 @@ def update_thread(slug: str) -> Response:
 def delete_thread(slug: str) -> Response:
     principal = signed_in()
     service.delete_thread(db.session, principal, slug)
-    db.session.commit()
+    db.commit()
     return Response(status=204)
 
 
@@ -201,7 +201,7 @@ def create_reply(slug: str) -> Response:
     check(principal, Permission.CREATE_POST)
     form = json_body(NewReply)
     reply = service.create_reply(db.session, principal, slug, form)
-    db.session.commit()
+    db.commit()
     return _created(service.reply_json(reply))
 
 

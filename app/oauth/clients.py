@@ -9,7 +9,7 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.auth import sha256
@@ -105,8 +105,8 @@ RECORD_COLUMNS = [TABLE.c[name] for name in ClientRecord.__slots__]
 _RECORD_STATEMENT = select(*RECORD_COLUMNS).where(TABLE.c.id == bindparam("client_id"))
 
 
-def find_record(session: Session, client_id: str) -> ClientRecord | None:
-    row = session.connection().execute(_RECORD_STATEMENT, {"client_id": client_id}).first()
+def find_record(connection: Connection, client_id: str) -> ClientRecord | None:
+    row = connection.execute(_RECORD_STATEMENT, {"client_id": client_id}).first()
     return ClientRecord(*row) if row is not None else None
 
 

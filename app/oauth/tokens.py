@@ -82,7 +82,7 @@ class Lifetimes:
 
 
 def issue(
-    session: Session,
+    connection: Connection,
     key: SigningKey,
     issuer: str,
     client_id: str,
@@ -160,7 +160,7 @@ def issue(
     # A Core executemany: the rows are never read back in this request, so the ORM's unit of
     # work (identity map, flush bookkeeping) would be pure overhead on the hottest write path.
     # Everything the rows reference is already stored, and the view commits them.
-    session.connection().execute(_TOKENS_INSERT, rows)
+    connection.execute(_TOKENS_INSERT, rows)
     return response
 
 

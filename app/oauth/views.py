@@ -145,7 +145,7 @@ def authorize() -> Response:
         code = flow.issue_code(
             db.session, grant, validated, scopes, config["OAUTH_CODE_TTL"], principal.auth_time
         )
-        db.session.commit()
+        db.commit()
         return _redirect(
             flow.with_params(
                 redirect_uri, {"code": code, "state": validated.state, "iss": _issuer()}
@@ -168,7 +168,7 @@ def authorize() -> Response:
         principal.auth_time or utcnow(),
         config["OAUTH_PENDING_REQUEST_TTL"],
     )
-    db.session.commit()
+    db.commit()
     return _redirect(
         flow.with_params(config["OAUTH_AUTHORISATION_CODE_CONSENT_URL"], {"request_id": request_id})
     )
@@ -226,7 +226,7 @@ def consent_decide() -> Response:
         _issuer(),
         config["OAUTH_CODE_TTL"],
     )
-    db.session.commit()
+    db.commit()
     response = jsonify({"status": status, "location": location})
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -278,7 +278,7 @@ def token() -> Response:
     if resource is not None and resource != api_resource():
         raise InvalidTarget(f"The only resource here is {api_resource()}.")
     response: Response = authorization_server().create_token_response()
-    db.session.commit()
+    db.commit()
     return response
 
 
@@ -298,7 +298,7 @@ def token() -> Response:
 def revoke() -> Response:
     _precheck_protocol_request()
     response: Response = authorization_server().create_endpoint_response("revocation")
-    db.session.commit()
+    db.commit()
     return response
 
 
@@ -432,7 +432,7 @@ def register() -> Response:
     from app.oauth.registration import register_client
 
     body, status = register_client(db.session, request)
-    db.session.commit()
+    db.commit()
     response = jsonify(body)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
@@ -475,7 +475,7 @@ def authorized_apps() -> Response:
 def revoke_authorized_app(grant_id: str) -> Response:
     principal = _account_session()
     tokens.revoke_authorized_app(db.session, principal.account_id, grant_id)
-    db.session.commit()
+    db.commit()
     return Response(status=204)
 
 
@@ -515,7 +515,7 @@ def admin_create_client() -> Response:
     _admin()
     fields = json_body(clients.ClientFields)
     client, secret = clients.create(db.session, fields)
-    db.session.commit()
+    db.commit()
     security_event("client_created", client_id=client.id)
     response = jsonify(clients.client_json(client, secret))
     response.status_code = 201
@@ -548,7 +548,7 @@ def admin_update_client(client_id: str) -> Response:
     _admin()
     changes = json_body(clients.ClientChanges)
     client = clients.update(db.session, client_id, changes)
-    db.session.commit()
+    db.commit()
     return jsonify(clients.client_json(client))
 
 
@@ -562,7 +562,7 @@ def admin_update_client(client_id: str) -> Response:
 def admin_delete_client(client_id: str) -> Response:
     _admin()
     clients.delete(db.session, client_id)
-    db.session.commit()
+    db.commit()
     security_event("client_deleted", client_id=client_id)
     return Response(status=204)
 
@@ -577,7 +577,7 @@ def admin_delete_client(client_id: str) -> Response:
 def admin_rotate_secret(client_id: str) -> Response:
     _admin()
     client, secret = clients.rotate_secret(db.session, client_id)
-    db.session.commit()
+    db.commit()
     security_event("client_rotated", client_id=client.id)
     response = jsonify(clients.client_json(client, secret))
     response.headers["Cache-Control"] = "no-store"
