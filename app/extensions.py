@@ -31,8 +31,9 @@ def read_only(view: F) -> F:
     itself keeps from writing (PostgreSQL: autocommit with `default_transaction_read_only`,
     so a read costs only its SELECTs, not BEGIN and ROLLBACK around them; SQLite:
     `query_only`). Core reads use it directly (`db.connection`), without an ORM session's
-    transaction bookkeeping; a session the view asks for runs on the same connection. Every
-    write is refused before it is sent (ReadOnlyViolation), and by the database if it was not."""
+    transaction bookkeeping; a session the view asks for runs on the same connection. An ORM
+    flush is refused before anything is sent and any other write by the database itself; both
+    surface as ReadOnlyViolation."""
     view._hearth_read_only = True  # type: ignore[attr-defined]
     return view
 
