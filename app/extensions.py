@@ -41,9 +41,16 @@ def read_only(view: F) -> F:
 class _Handles(NamedTuple):
     engine: Engine
     sessions: sessionmaker[Session]
-    read_engine: Engine | None  # None for an in-memory SQLite database: one engine sees it
-    read_sessions: sessionmaker[Session] | None
+    # The read-only engine of @read_only requests and its sessions; None for an in-memory
+    # SQLite database, which only one engine can see.
+    read: tuple[Engine, sessionmaker[Session]] | None
     engines: tuple[Engine, ...]
+
+    def for_request(self, context: Any) -> tuple[Engine, sessionmaker[Session]]:
+        """The engine and sessions of the request whose `g` is `context`."""
+        if self.read is not None and context.get("_hearth_read_only", False):
+            return self.read
+        return self.engine, self.sessions
 
 
 class Database:
@@ -61,19 +68,18 @@ class Database:
     def init_app(self, app: Flask) -> None:
         url = app.config["DATABASE_URL"]
         engine = make_engine(url)
-        read_engine = read_sessions = None
+        read = None
+        engines: tuple[Engine, ...] = (engine,)
         if not _in_memory(engine):
             read_engine = make_engine(url, for_reads=True)
-            read_sessions = _read_only_sessions(read_engine)
-        engines = (engine,) if read_engine is None else (engine, read_engine)
+            read = (read_engine, _read_only_sessions(read_engine))
+            engines = (engine, read_engine)
         # control_fully: the session owns the connection's transaction, whether a Core
         # statement began it or the session did, so session.commit() commits both.
         sessions = sessionmaker(engine, expire_on_commit=False, join_transaction_mode=_OWN)
-        app.extensions["hearth_db"] = _Handles(
-            engine, sessions, read_engine, read_sessions, engines
-        )
+        app.extensions["hearth_db"] = _Handles(engine, sessions, read, engines)
         app.teardown_appcontext(self._close)
-        if read_engine is not None:
+        if read is not None:
             app.before_request(_mark_read_only)
 
     @property
@@ -103,9 +109,7 @@ class Database:
         connection: Connection | None = context.get("_hearth_connection")
         if connection is None:
             handles: _Handles = this_app().extensions["hearth_db"]
-            engine = handles.engine
-            if handles.read_engine is not None and context.get("_hearth_read_only", False):
-                engine = handles.read_engine
+            engine = handles.for_request(context)[0]
             connection = context._hearth_connection = engine.connect()
         return connection
 
@@ -116,9 +120,7 @@ class Database:
         session: Session | None = context.get("_hearth_session")
         if session is None:
             handles: _Handles = this_app().extensions["hearth_db"]
-            sessions = handles.sessions
-            if handles.read_sessions is not None and context.get("_hearth_read_only", False):
-                sessions = handles.read_sessions
+            sessions = handles.for_request(context)[1]
             session = context._hearth_session = sessions(bind=self.connection)
         return session
 
