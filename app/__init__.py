@@ -39,9 +39,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     json_provider.init_app(app)
     if app.config.get("TRUSTED_PROXY_COUNT"):
         # Client addresses (rate limits, logs) come from X-Forwarded-For as appended by this many
-        # proxies in front of the API (the frontend counts as one for sign-in).
+        # proxies in front of the API (the frontend counts as one for sign-in), and the scheme
+        # from their X-Forwarded-Proto: a TLS proxy's https is what the OAuth endpoints require.
         count = app.config["TRUSTED_PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count
+        )
 
     from app import auth, errors, observability
     from app.extensions import db
