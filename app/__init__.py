@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config as config_module
+from app.context import this_request
 
 
 class HearthFlask(Flask):
@@ -83,7 +84,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     @app.after_request
     def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if auth.SESSION_COOKIE in request.cookies:
+        current = this_request()
+        # The raw header first: parsing the cookies of a request that sent none costs ~10 µs.
+        if (
+            auth.SESSION_COOKIE in current.environ.get("HTTP_COOKIE", "")
+            and auth.SESSION_COOKIE in current.cookies
+        ):
             # The answer may depend on who the cookie says is asking.
             response.vary.add("Cookie")
         return response
