@@ -40,11 +40,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     json_provider.init_app(app)
     if app.config.get("TRUSTED_PROXY_COUNT"):
         # Client addresses (rate limits, logs) come from X-Forwarded-For as appended by this many
-        # proxies in front of the API (the frontend counts as one for sign-in), and the scheme
-        # from their X-Forwarded-Proto: a TLS proxy's https is what the OAuth endpoints require.
+        # proxies in front of the API (the frontend counts as one for sign-in). The scheme comes
+        # from the nearest proxy's X-Forwarded-Proto: the frontend never sets one, so that is the
+        # TLS proxy clients reach the OAuth endpoints through, and its https is what they require.
         count = app.config["TRUSTED_PROXY_COUNT"]
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=count, x_proto=count
+            app.wsgi_app, x_for=count, x_proto=1
         )
 
     from app import auth, errors, observability

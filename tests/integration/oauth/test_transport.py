@@ -95,3 +95,16 @@ def test_forwarded_proto_is_ignored_without_a_trusted_proxy(oauth: OAuthActions)
     assert spoofed == (400, PLAIN_HTTP)
     status, _ = refresh_at(oauth, "http://127.0.0.1:8000", tokens["refresh_token"], {})
     assert status == 200
+
+
+def test_proto_comes_from_the_nearest_proxy_when_the_frontend_counts_as_one(
+    make_oauth: Callable[..., OAuthActions],
+) -> None:
+    """TRUSTED_PROXY_COUNT=2 (a TLS proxy, then the frontend): apps reach the token endpoint
+    through the TLS proxy alone, which sets the only X-Forwarded-Proto."""
+    oauth = make_oauth(TRUSTED_PROXY_COUNT=2)
+    client = oauth.make_client()
+    oauth.app.config["_test_client"] = client
+    tokens = oauth.tokens(oauth.auth.signup("alice"), client)
+    status, body = refresh_at(oauth, "http://forum.example", tokens["refresh_token"], PROXIED)
+    assert status == 200, body
