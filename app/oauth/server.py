@@ -11,7 +11,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, NoReturn
 
 from authlib.common.security import is_secure_transport
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -34,7 +34,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, Request, Response, current_app, g
-from sqlalchemy import Table, bindparam, select, true, update
+from sqlalchemy import bindparam, select, true
 from sqlalchemy.orm import joinedload
 
 from app.accounts.service import account_permissions
@@ -327,33 +327,6 @@ class RefreshCandidate(TokenMixin):
         return self.scope
 
 
-_tokens = cast(Table, Token.__table__)
-_codes = cast(Table, AuthorizationCode.__table__)
-
-# Claims are Core UPDATEs on the connection: nothing reads the claimed column afterwards, so the
-# ORM's bulk-update path (and its session synchronisation) would be pure overhead.
-_CLAIM_REFRESH = (
-    update(_tokens)
-    .where(
-        _tokens.c.id == bindparam("token_id"),
-        _tokens.c.rotated_at.is_(None),
-        _tokens.c.revoked_at.is_(None),
-    )
-    .values(rotated_at=bindparam("now", type_=_tokens.c.rotated_at.type))
-)
-_CLAIM_CODE = (
-    update(_codes)
-    .where(_codes.c.id == bindparam("code_id"), _codes.c.used_at.is_(None))
-    .values(used_at=bindparam("now", type_=_codes.c.used_at.type))
-)
-
-
-def _claim(statement: Any, **params: Any) -> bool:
-    """Run a conditional UPDATE; True when this request won the row."""
-    result = db.connection.execute(statement, {**params, "now": utcnow()})
-    return bool(result.rowcount == 1)
-
-
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
 
@@ -381,12 +354,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             raise InvalidGrantError("The grant behind this code was revoked.")
         account = grant.account  # joined with the code
 
-        def claim() -> None:
-            # Atomic: of two redemptions, one wins; the other revokes what the first got.
-            if not _claim(_CLAIM_CODE, code_id=code.id):
+        def lost() -> NoReturn:
+            # Of two redemptions, one stored its tokens; this one revokes what the first got.
+            with db.atomic():
                 tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
-                security_event("code_replay", client_id=code.client_id, grant_id=code.grant_id)
-                raise InvalidGrantError("The code was already used; its tokens are revoked.")
+            security_event("code_replay", client_id=code.client_id, grant_id=code.grant_id)
+            raise InvalidGrantError("The code was already used; its tokens are revoked.")
 
         return tokens.Subject(
             account.id,
@@ -394,7 +367,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             account=account,
             auth_time=code.auth_time,
             code_id=code.id,
-            claim=claim,
+            claim=tokens.Claim("code", code.id, lost),
         )
 
     def delete_authorization_code(self, authorization_code: Code) -> None:
@@ -439,22 +412,25 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     @staticmethod
     def _reuse(grant_id: str, client_id: str) -> None:
         # RFC 9700 §4.14.2: a rotated refresh token presented again means theft; end the grant.
-        tokens.revoke_grant(db.session, grant_id, "refresh_token_reuse")
+        with db.atomic():
+            tokens.revoke_grant(db.session, grant_id, "refresh_token_reuse")
         security_event("refresh_token_reuse", client_id=client_id, grant_id=grant_id)
 
     def authenticate_user(self, refresh_token: RefreshCandidate) -> tokens.Subject:
-        """The grant's account; the token is rotated when the new tokens are written."""
+        """The grant's account; the token is rotated when the new tokens are stored."""
         grant = refresh_token.grant
 
-        def claim() -> None:
-            # Atomic: of two racing uses, the loser is treated as reuse.
-            if not _claim(_CLAIM_REFRESH, token_id=refresh_token.id):
-                self._reuse(grant.id, refresh_token.client_id)
-                raise InvalidGrantError("The refresh token was already used.")
+        def lost() -> NoReturn:
+            # Of two racing uses, the loser is treated as reuse.
+            self._reuse(grant.id, refresh_token.client_id)
+            raise InvalidGrantError("The refresh token was already used.")
 
         # The account's rows cascade with it, so a live grant means a live account.
         return tokens.Subject(
-            grant.account_id, grant, refresh_scope=refresh_token.scope, claim=claim
+            grant.account_id,
+            grant,
+            refresh_scope=refresh_token.scope,
+            claim=tokens.Claim("refresh", refresh_token.id, lost),
         )
 
     def revoke_old_credential(self, refresh_token: RefreshCandidate) -> None:
@@ -649,6 +625,26 @@ class HearthAuthorizationServer(AuthorizationServer):
             )
         return _OAuth2Request(current, uri)
 
+    def create_token_response(self, request: Any = None) -> Response:
+        """Authlib's token response, then the endpoint's one write.
+
+        The new tokens are stored, and the code or refresh token they were exchanged for is
+        claimed, only once the whole response exists: a failure while building it (the ID
+        token's signature, the response itself) leaves the credential usable, and the write
+        holds SQLite's lock (PostgreSQL's row lock) for no longer than the statements."""
+        response: Response = super().create_token_response(request)
+        issued: tokens.Issued | None = this_g().pop("_hearth_issued", None)
+        if issued is None or response.status_code != 200:
+            return response
+        if tokens.store(db.connection, issued):
+            return response
+        assert issued.claim is not None  # only a claim can be lost
+        try:
+            issued.claim.lost()
+        except OAuth2Error as error:
+            lost: Response = self.handle_error_response(None, error)
+            return lost
+
     def query_client(self, client_id: str) -> Client | None:
         record = _query_client(client_id)
         return Client(record) if record is not None else None
@@ -671,8 +667,7 @@ class HearthAuthorizationServer(AuthorizationServer):
             if user.grant is not None and user.grant.resource
             else api_resource()
         )
-        return tokens.issue(
-            db.connection,
+        response, issued = tokens.issue(
             access_token_key(),
             this_app().config["PUBLIC_API_ADDRESS"],
             client.model.id,
@@ -682,6 +677,8 @@ class HearthAuthorizationServer(AuthorizationServer):
             _lifetimes(),
             include_refresh_token and client.check_grant_type("refresh_token"),
         )
+        this_g()._hearth_issued = issued
+        return response
 
     def handle_error_response(self, request: OAuth2Request, error: OAuth2Error) -> Response:
         # RFC 6749 §5.2: say what went wrong, even where Authlib leaves the description empty.

@@ -15,18 +15,32 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import Any, Literal, NoReturn, Protocol, cast
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import Connection, Table, bindparam, func, insert, or_, select, type_coerce, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.orm import Session
 
 from app.accounts.service import ACCOUNT_INFO_COLUMNS, account_info, held_from, role_aggregates
 from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
 from app.errors import NotFound
-from app.models import Account, Grant, Token
+from app.models import Account, AuthorizationCode, Grant, Token
 from app.oauth.keys import ProviderKeys, SigningKey
 from app.oauth.scopes import describe
 from app.observability import security_event
@@ -45,6 +59,27 @@ class GrantLike(Protocol):
     def resource(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class Claim:
+    """The credential a token request exchanges, claimed by the write that stores the new tokens.
+
+    Of two requests presenting the same code or refresh token, one stores its tokens; the other
+    stores nothing and calls `lost`, which revokes what the first one got and raises the
+    request's OAuth error (RFC 6749 §4.1.2, RFC 9700 §4.14.2)."""
+
+    kind: Literal["code", "refresh"]
+    id: str
+    lost: Callable[[], NoReturn]
+
+
+@dataclass(frozen=True)
+class Issued:
+    """The rows of tokens just minted, and the claim that must succeed before they are stored."""
+
+    rows: list[dict[str, Any]]
+    claim: Claim | None
+
+
 @dataclass
 class Subject:
     """Who a token is for, carried through Authlib as its `user`.
@@ -58,10 +93,8 @@ class Subject:
     auth_time: datetime | None = None
     code_id: str | None = None
     refresh_scope: str | None = None
-    # Claims the credential being exchanged (the code or the refresh token). `issue` runs it
-    # after signing, just before writing: the first write takes SQLite's write lock (and the
-    # row lock on PostgreSQL), so signing outside it keeps concurrent exchanges from queueing.
-    claim: Callable[[], None] | None = None
+    # The credential being exchanged (the code or the refresh token), claimed by `store`.
+    claim: Claim | None = None
 
     def get_user_id(self) -> str:
         return self.account_id
@@ -71,7 +104,39 @@ class Subject:
 # worth parsing (nor a place in the verification cache).
 MAX_ACCESS_TOKEN_LENGTH = 4096
 
-_TOKENS_INSERT = insert(cast(Table, Token.__table__))
+_tokens = cast(Table, Token.__table__)
+_codes = cast(Table, AuthorizationCode.__table__)
+_TOKENS_INSERT = insert(_tokens)
+# Every column of a token row, in the order `issue` writes them.
+_ROW_COLUMNS = (
+    "id",
+    "kind",
+    "token_hash",
+    "scope",
+    "expires_at",
+    "grant_id",
+    "client_id",
+    "account_id",
+    "code_id",
+    "audience",
+    "created_at",
+    "revoked_at",
+    "rotated_at",
+)
+
+# Conditional UPDATEs: the request that changes the row has won the credential.
+_CLAIMS = {
+    "refresh": update(_tokens)
+    .where(
+        _tokens.c.id == bindparam("claim_id"),
+        _tokens.c.rotated_at.is_(None),
+        _tokens.c.revoked_at.is_(None),
+    )
+    .values(rotated_at=bindparam("now", type_=_tokens.c.rotated_at.type)),
+    "code": update(_codes)
+    .where(_codes.c.id == bindparam("claim_id"), _codes.c.used_at.is_(None))
+    .values(used_at=bindparam("now", type_=_codes.c.used_at.type)),
+}
 
 
 @dataclass(frozen=True)
@@ -82,7 +147,6 @@ class Lifetimes:
 
 
 def issue(
-    connection: Connection,
     key: SigningKey,
     issuer: str,
     client_id: str,
@@ -91,8 +155,9 @@ def issue(
     audience: str,
     lifetimes: Lifetimes,
     with_refresh: bool,
-) -> dict[str, Any]:
-    """Mint an access token (and maybe a refresh token) and insert their rows; the view commits."""
+) -> tuple[dict[str, Any], Issued]:
+    """Mint an access token (and maybe a refresh token): the token response and the rows that
+    `store` writes once the whole response exists."""
     now = utcnow()
     jti = new_id()
     expires = now + lifetimes.access
@@ -155,13 +220,64 @@ def issue(
             }
         )
         response["refresh_token"] = refresh
-    if subject.claim is not None:
-        subject.claim()
-    # A Core executemany: the rows are never read back in this request, so the ORM's unit of
-    # work (identity map, flush bookkeeping) would be pure overhead on the hottest write path.
-    # Everything the rows reference is already stored, and the view commits them.
-    connection.execute(_TOKENS_INSERT, rows)
-    return response
+    return response, Issued(rows, subject.claim)
+
+
+def store(connection: Connection, issued: Issued) -> bool:
+    """Claim the exchanged credential and insert the new tokens' rows; False, with nothing
+    written, when another request claimed the credential first. The caller commits.
+
+    Core statements: the rows are never read back in this request, so the ORM's unit of work
+    would be pure overhead on the hottest write path. On PostgreSQL the claim and the insert
+    are one statement (a data-modifying CTE), atomic on its own: on an autocommit connection the
+    rotation costs one round trip instead of BEGIN, UPDATE, INSERT and COMMIT."""
+    claim = issued.claim
+    if claim is None:
+        connection.execute(_TOKENS_INSERT, issued.rows)
+        return True
+    now = utcnow()
+    if connection.dialect.name == "postgresql":
+        params: dict[str, Any] = {"claim_id": claim.id, "now": now}
+        for index, row in enumerate(issued.rows):
+            for name in _ROW_COLUMNS:
+                params[f"{name}_{index}"] = row[name]
+        inserted = connection.execute(_claimed_insert(claim.kind, len(issued.rows)), params)
+        return bool(inserted.rowcount == len(issued.rows))
+    claimed = connection.execute(_CLAIMS[claim.kind], {"claim_id": claim.id, "now": now})
+    if claimed.rowcount != 1:
+        return False
+    connection.execute(_TOKENS_INSERT, issued.rows)
+    return True
+
+
+@cache
+def _claimed_insert(kind: str, count: int) -> Any:
+    """PostgreSQL: `WITH claimed AS (UPDATE … RETURNING id) INSERT … SELECT … WHERE EXISTS
+    (SELECT FROM claimed)`, for `count` rows whose parameters are suffixed _0, _1, …
+
+    Of two concurrent statements claiming the same row, the second waits for the first to
+    commit, finds the row claimed and inserts nothing (READ COMMITTED re-checks the WHERE)."""
+    claimed = _CLAIMS[kind].returning(literal_column("1").label("won")).cte("claimed")
+    won = exists(select(claimed.c.won))
+    selects = [
+        select(
+            *(
+                cast_(
+                    bindparam(f"{name}_{index}", type_=_tokens.c[name].type), _tokens.c[name].type
+                )
+                for name in _ROW_COLUMNS
+            )
+        ).where(won)
+        for index in range(count)
+    ]
+    rows = selects[0] if count == 1 else union_all(*selects)
+    return (
+        insert(_tokens)
+        .from_select(list(_ROW_COLUMNS), rows)
+        .add_cte(claimed)
+        # SQLAlchemy keeps an INSERT's row count only when asked to.
+        .execution_options(preserve_rowcount=True)
+    )
 
 
 def revoke_grant(session: Session, grant_id: str, reason: str) -> None:

@@ -11,7 +11,7 @@ from app.auth import Principal, check, protocol_endpoint, session_principal, sig
 from app.context import this_request
 from app.db import utcnow
 from app.errors import Forbidden, HearthError, InvalidRequest, NotFound, Unauthenticated
-from app.extensions import db, read_only
+from app.extensions import autocommit, db, read_only
 from app.oauth import authorize as flow
 from app.oauth import clients, metadata, tokens
 from app.oauth import schemas as s
@@ -261,6 +261,7 @@ def _oauth_error(error: HearthError) -> Response:
 
 
 @bp.post("/api/oauth/token")
+@autocommit
 @limit(TOKEN_PER_CLIENT, key_func=client_key)
 @cors
 @operation(
