@@ -111,3 +111,62 @@ def test_downgrade_to_base_then_upgrade_again_rebuilds_the_schema(
     with engine.connect() as conn:
         names = set(conn.scalars(select(Role.name)))
     assert names == set(DEFAULT_ROLES)
+
+
+def test_reply_count_migration_counts_the_replies_already_there(
+    empty_database_url: str, engine: Engine
+) -> None:
+    upgrade(empty_database_url, "0004")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, handle, name, email_verified, created_at, "
+                "updated_at) VALUES ('a1', 'alice', 'Alice', false, CURRENT_TIMESTAMP, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO categories (id, slug, name, description, created_at) "
+                "VALUES ('c1', 'general', 'General', '', CURRENT_TIMESTAMP)"
+            )
+        )
+        for thread in ("t1", "t2"):
+            conn.execute(
+                text(
+                    "INSERT INTO threads (id, slug, title, body, category_id, author_id, "
+                    "created_at, updated_at) VALUES (:id, :id, 'T', 'x', 'c1', 'a1', "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"id": thread},
+            )
+        for n in range(3):
+            conn.execute(
+                text(
+                    "INSERT INTO replies (id, thread_id, body, author_id, created_at) "
+                    "VALUES (:id, 't1', 'r', 'a1', CURRENT_TIMESTAMP)"
+                ),
+                {"id": f"r{n}"},
+            )
+
+    upgrade(empty_database_url)
+
+    def counts() -> dict[str, int]:
+        with engine.connect() as conn:
+            return dict(conn.execute(text("SELECT id, reply_count FROM threads")).all())
+
+    assert counts() == {"t1": 3, "t2": 0}
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO replies (id, thread_id, body, author_id, created_at) "
+                "VALUES ('r9', 't2', 'r', 'a1', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(text("DELETE FROM replies WHERE id = 'r0'"))
+    assert counts() == {"t1": 2, "t2": 1}
+
+    command.downgrade(alembic_config(empty_database_url), "0004")
+    with engine.begin() as conn:  # no trigger left behind to write to a missing column
+        conn.execute(text("DELETE FROM replies"))
+    assert "reply_count" not in {c["name"] for c in inspect(engine).get_columns("threads")}

@@ -8,7 +8,7 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -98,11 +98,8 @@ def _category(session: Session, slug: str) -> Category:
 def _thread_list_statement(in_category: bool, after_cursor: bool) -> Any:
     """A read model for the list: only the columns it shows, built once per variant.
 
-    Reply counts are a correlated count per row on the (thread_id, id) index, so the cost
-    follows the page size, not the number of replies in the forum."""
-    replies = (
-        select(func.count()).where(Reply.thread_id == Thread.id).correlate(Thread).scalar_subquery()
-    )
+    Reply counts are the threads' stored `reply_count` (kept by triggers on `replies`): a
+    correlated count per row was two thirds of PostgreSQL's CPU for a page."""
     query = (
         select(
             Thread.id,
@@ -113,7 +110,7 @@ def _thread_list_statement(in_category: bool, after_cursor: bool) -> Any:
             Account.id.label("author_id"),
             Account.handle.label("author_handle"),
             Account.name.label("author_name"),
-            replies.label("reply_count"),
+            Thread.reply_count,
         )
         .join(Category, Category.id == Thread.category_id)
         .join(Account, Account.id == Thread.author_id)

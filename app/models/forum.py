@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -36,6 +36,9 @@ class Thread(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Kept by triggers on `replies` (migration 0005), never written by the application: a
+    # thread in a session does not see replies added after it was loaded.
+    reply_count: Mapped[int] = mapped_column(Integer, server_default="0")
 
     category: Mapped[Category] = relationship(lazy="joined")
     author: Mapped[Account] = relationship(lazy="joined")

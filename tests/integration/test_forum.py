@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select
 
 from app.extensions import Database, db
-from app.models import Category, Thread
+from app.models import Account, Category, Reply, Thread
 from tests.conftest import AuthActions
 
 
@@ -244,6 +244,43 @@ def test_thread_list_counts_replies_per_thread_and_filters_by_category_and_curso
         "items": [],
         "next_cursor": None,
     }
+
+
+def test_reply_counts_stay_right_when_replies_go_with_their_author_or_move(
+    app: Flask, auth: AuthActions, client: FlaskClient
+) -> None:
+    """The stored count is kept by triggers on `replies`, so deletions the API never makes
+    itself (an account removed by an operator takes its replies in other members' threads with
+    it, through ON DELETE CASCADE) and a reply moved by hand keep every list right."""
+    general = make_category(auth.admin())
+    alice, bob = auth.signup("alice"), auth.signup("bob")
+    first, second = (
+        alice.post(
+            "/api/threads", json={"title": title, "body": "x", "category": general}
+        ).get_json()
+        for title in ("First", "Second")
+    )
+    for author, thread in ((bob, first), (bob, first), (alice, first), (bob, second)):
+        made = author.post(f"/api/threads/{thread['slug']}/replies", json={"body": "r"})
+        assert made.status_code == 201
+
+    def counts() -> list[tuple[str, int]]:
+        items = client.get("/api/threads").get_json()["items"]
+        return [(item["title"], item["reply_count"]) for item in items]
+
+    assert counts() == [("Second", 1), ("First", 3)]
+    with app.app_context():
+        moved = db.session.scalars(
+            select(Reply).where(Reply.thread_id == first["id"]).order_by(Reply.id)
+        ).first()
+        assert moved is not None  # bob's first reply
+        moved.thread_id = second["id"]
+        db.session.commit()
+    assert counts() == [("Second", 2), ("First", 2)]
+    with app.app_context():
+        db.session.execute(delete(Account).where(Account.handle == "bob"))
+        db.session.commit()
+    assert counts() == [("Second", 0), ("First", 1)]
 
 
 def test_thread_list_formats_timestamps_like_the_thread_itself(
