@@ -158,7 +158,8 @@ class Token(Base):
     account_id: Mapped[str | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
-    code_id: Mapped[str | None] = mapped_column(String(26), index=True)
+    # Provenance only: a code replay revokes the whole grant (migration 0006 dropped its index).
+    code_id: Mapped[str | None] = mapped_column(String(26))
     scope: Mapped[str] = mapped_column(Text, default="")
     audience: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -357,7 +357,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         def lost() -> NoReturn:
             # Of two redemptions, one stored its tokens; this one revokes what the first got.
             with db.atomic():
-                tokens.revoke_code_tokens(db.session, code.grant_id, code.id)
+                # The grant and every token under it, the first redemption's among them.
+                tokens.revoke_grant(db.session, code.grant_id, "code_replay")
             security_event("code_replay", client_id=code.client_id, grant_id=code.grant_id)
             raise InvalidGrantError("The code was already used; its tokens are revoked.")
 

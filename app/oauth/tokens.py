@@ -294,17 +294,6 @@ def revoke_grant(session: Session, grant_id: str, reason: str) -> None:
     security_event("revocation", grant_id=grant_id, reason=reason)
 
 
-def revoke_code_tokens(session: Session, grant_id: str, code_id: str) -> None:
-    """Code replay (RFC 6749 §4.1.2, SPEC §4.3): the grant and every token from that code go."""
-    now = utcnow()
-    session.execute(
-        update(Token)
-        .where(Token.code_id == code_id, Token.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-    revoke_grant(session, grant_id, "code_replay")
-
-
 @lru_cache(maxsize=4096)
 def _verified_claims(keys: ProviderKeys, token: str) -> MappingProxyType[str, Any] | None:
     """Signature, type and `jti` checks of one token string under the provider's keys.
