@@ -81,7 +81,8 @@ class Database:
     refresh grant (select, update, insert, commit) about 45 µs against the connection's own.
 
     `app.extensions["hearth_db"]` holds the handles: the engine, its sessions, the read-only
-    engine of @read_only requests and its sessions, and every engine."""
+    engine of @read_only requests and its sessions, on PostgreSQL the writable autocommit engine
+    of @autocommit requests and its sessions, and every engine."""
 
     def init_app(self, app: Flask) -> None:
         url = app.config["DATABASE_URL"]
