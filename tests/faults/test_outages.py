@@ -165,6 +165,72 @@ def test_killed_workers_lose_no_grant_already_answered(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_token_endpoint_outage_answers_503_and_its_autocommit_pool_recovers(
+    private_postgres: PrivatePostgres, tmp_path: Path
+) -> None:
+    """On PostgreSQL the token endpoint has a pool of its own (autocommit): it must answer a
+    lost database like every other endpoint, and reconnect on its own afterwards."""
+    upgrade(private_postgres.url)
+    created = (
+        make_app(private_postgres.url)
+        .test_cli_runner()
+        .invoke(
+            args=[
+                "clients",
+                "create",
+                "--name",
+                "App",
+                "--redirect-uri",
+                "https://app.example/cb",
+                "--scopes",
+                "openid offline_access",
+                "--json",
+            ]
+        )
+    )
+    client = json.loads(created.output)
+    server = Gunicorn(production_env(private_postgres.url, tmp_path))
+
+    def token(data: dict[str, str]) -> requests.Response:
+        return requests.post(
+            f"{server.url}/api/oauth/token",
+            timeout=30,
+            auth=(client["client_id"], client["client_secret"]),
+            data=data,
+        )
+
+    try:
+        code, verifier, _browser = _approved_code(server.url, client)
+        redeemed = token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": "https://app.example/cb",
+                "code_verifier": verifier,
+            }
+        )
+        assert redeemed.status_code == 200, redeemed.text
+        refresh_token = redeemed.json()["refresh_token"]
+
+        private_postgres.stop()
+        failed = token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+        assert failed.status_code == 503
+        assert failed.json() == {
+            "error": "temporarily_unavailable",
+            "error_description": "The service is temporarily unavailable; try again shortly.",
+        }
+        assert failed.headers["Retry-After"] == "5"
+
+        private_postgres.start()
+        # The refresh that failed wrote nothing: the same token still works, on either worker.
+        for _ in range(4):
+            refreshed = token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+            assert refreshed.status_code == 200, refreshed.text
+            refresh_token = refreshed.json()["refresh_token"]
+    finally:
+        server.stop()
+
+
 def test_sigterm_drains_an_in_flight_request(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hearth.db'}"
     upgrade(url)
