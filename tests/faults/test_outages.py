@@ -75,6 +75,30 @@ def test_database_outage_answers_503_and_recovers_without_restart(
         server.stop()
 
 
+def _make_client(url: str) -> dict[str, str]:
+    """A confidential client for https://app.example/cb, made with the real CLI."""
+    created = (
+        make_app(url)
+        .test_cli_runner()
+        .invoke(
+            args=[
+                "clients",
+                "create",
+                "--name",
+                "App",
+                "--redirect-uri",
+                "https://app.example/cb",
+                "--scopes",
+                "openid offline_access",
+                "--json",
+            ]
+        )
+    )
+    assert created.exit_code == 0, created.output
+    client: dict[str, str] = json.loads(created.output)
+    return client
+
+
 def _approved_code(base: str, client: dict[str, str]) -> tuple[str, str, requests.Session]:
     browser = requests.Session()
     assert (
@@ -116,24 +140,7 @@ def _approved_code(base: str, client: dict[str, str]) -> tuple[str, str, request
 def test_killed_workers_lose_no_grant_already_answered(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hearth.db'}"
     upgrade(url)
-    created = (
-        make_app(url)
-        .test_cli_runner()
-        .invoke(
-            args=[
-                "clients",
-                "create",
-                "--name",
-                "App",
-                "--redirect-uri",
-                "https://app.example/cb",
-                "--scopes",
-                "openid offline_access",
-                "--json",
-            ]
-        )
-    )
-    client = json.loads(created.output)
+    client = _make_client(url)
     server = Gunicorn(production_env(url, tmp_path))
     try:
         code, verifier, browser = _approved_code(server.url, client)
@@ -171,24 +178,7 @@ def test_token_endpoint_outage_answers_503_and_its_autocommit_pool_recovers(
     """On PostgreSQL the token endpoint has a pool of its own (autocommit): it must answer a
     lost database like every other endpoint, and reconnect on its own afterwards."""
     upgrade(private_postgres.url)
-    created = (
-        make_app(private_postgres.url)
-        .test_cli_runner()
-        .invoke(
-            args=[
-                "clients",
-                "create",
-                "--name",
-                "App",
-                "--redirect-uri",
-                "https://app.example/cb",
-                "--scopes",
-                "openid offline_access",
-                "--json",
-            ]
-        )
-    )
-    client = json.loads(created.output)
+    client = _make_client(private_postgres.url)
     server = Gunicorn(production_env(private_postgres.url, tmp_path))
 
     def token(data: dict[str, str]) -> requests.Response:
