@@ -307,6 +307,11 @@ def make_engine(url: str, *, for_reads: bool = False, autocommit: bool = False) 
 
         return engine
     options: dict[str, Any] = {}
+    connect_args: dict[str, Any] = {}
+    if make_url(url).get_driver_name() == "psycopg":
+        from app.pg_cursor import LazyDescriptionCursor
+
+        connect_args["cursor_factory"] = LazyDescriptionCursor
     if for_reads or autocommit:
         options["isolation_level"] = "AUTOCOMMIT"
     if for_reads:
@@ -314,8 +319,8 @@ def make_engine(url: str, *, for_reads: bool = False, autocommit: bool = False) 
         given = make_url(url).query.get("options", "")
         given = given if isinstance(given, str) else " ".join(given)
         read_only_option = "-c default_transaction_read_only=on"
-        options["connect_args"] = {"options": f"{given} {read_only_option}".strip()}
-    engine = create_engine(url, pool_size=5, max_overflow=10, **options)
+        connect_args["options"] = f"{given} {read_only_option}".strip()
+    engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=connect_args, **options)
     _ping_after_idle(engine, IDLE_PING_SECONDS)
     return engine
 
