@@ -41,7 +41,7 @@ from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
 from app.errors import NotFound
 from app.models import Account, AuthorizationCode, Grant, Token
-from app.oauth.keys import ProviderKeys, SigningKey
+from app.oauth.keys import ProviderKeys, SigningKey, compact_jwt
 from app.oauth.scopes import describe
 from app.observability import security_event
 
@@ -173,7 +173,7 @@ def issue(
     }
     if subject.auth_time is not None:
         claims["auth_time"] = int(subject.auth_time.timestamp())
-    access_token = jwt.encode({"alg": key.alg, "typ": "at+jwt", "kid": key.kid}, claims, key.key)
+    access_token = compact_jwt(key, "at+jwt", claims)
     grant_id = subject.grant.id if subject.grant is not None else None
     common = {
         "grant_id": grant_id,

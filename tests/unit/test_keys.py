@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc import jwt
+from joserfc.errors import BadSignatureError
 
 from app.oauth import keys
 from tests.conftest import p256_pem
@@ -113,3 +115,49 @@ def test_workers_racing_for_the_dev_key_all_read_one_complete_key(tmp_path: Path
     assert len(set(pems)) == 1
     assert keys.load(pems[0]).id_token.alg == "RS256"
     assert [path.name for path in tmp_path.iterdir()] == ["oauth_signing_key.pem"]
+
+
+CLAIMS = {"iss": "https://forum.example", "sub": "01HX", "scope": "openid é", "exp": 2**40}
+
+
+@pytest.mark.parametrize(
+    ("pem", "access_alg"), [(RSA_PEM, "ES256"), (RSA_PEM, "RS256"), (p256_pem(), "ES256")]
+)
+def test_compact_jwts_verify_with_joserfc_and_carry_exactly_their_header(
+    pem: str, access_alg: str
+) -> None:
+    loaded = keys.load(pem, access_alg)
+    for key in (loaded.access_token, loaded.id_token):
+        token = keys.compact_jwt(key, "at+jwt", CLAIMS)
+        decoded = jwt.decode(token, key.key, algorithms=[key.alg])
+        assert decoded.header == {"alg": key.alg, "typ": "at+jwt", "kid": key.kid}
+        assert decoded.claims == CLAIMS
+        assert "=" not in token and token.count(".") == 2
+        # The other provider key (or the other algorithm) does not verify it.
+        other = (
+            keys._es256(keys._pem(ec.generate_private_key(ec.SECP256R1())))
+            if key.alg == "ES256"
+            else keys.load(keys._generate_pem(), "RS256").id_token
+        )
+        with pytest.raises(BadSignatureError):
+            jwt.decode(token, other.key, algorithms=[key.alg])
+
+
+def test_es256_signatures_are_raw_r_and_s_not_der() -> None:
+    """RFC 7518 §3.4: the JWS signature is R || S, 32 octets each, whatever DER would say."""
+    key = keys.load(RSA_PEM).access_token
+    for _ in range(20):  # DER lengths vary with leading zero bytes; the JWS form never does
+        signature = keys.compact_jwt(key, "at+jwt", CLAIMS).rsplit(".", 1)[1]
+        assert len(base64.urlsafe_b64decode(signature + "==")) == 64
+
+
+def test_access_tokens_are_signed_without_joserfc_encoding_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*_args: object, **_kwargs: object) -> str:
+        raise AssertionError("jwt.encode called")
+
+    monkeypatch.setattr(jwt, "encode", refused)
+    key = keys.load(RSA_PEM).access_token
+    token = keys.compact_jwt(key, "at+jwt", CLAIMS)
+    assert jwt.decode(token, key.key, algorithms=["ES256"]).claims == CLAIMS
