@@ -116,27 +116,33 @@ def test_downgrade_to_base_then_upgrade_again_rebuilds_the_schema(
 def test_token_rows_carry_only_the_indexes_their_readers_use(
     empty_database_url: str, engine: Engine
 ) -> None:
-    """Every issued token writes one page per index: each one here has a reader (bearer reads by
-    id, refresh by token_hash, revocation and "last used" by grant, cleanup by expires_at).
-    Migrations 0006 and 0007 dropped the ones only cascades used (code_id, client_id,
-    account_id); their foreign keys still cascade."""
+    """Every issued token writes one page per index it enters: each one here has a reader
+    (bearer reads by id, refresh by token_hash, revocation and "last used" by grant, cleanup by
+    expires_at). Migrations 0006 and 0007 dropped the ones only cascades used (code_id,
+    client_id, account_id), whose foreign keys still cascade; 0008 keeps access tokens, which
+    have no hash, out of the token_hash index."""
     upgrade(empty_database_url)
 
     inspector = inspect(engine)
-    # PostgreSQL lists the unique constraint's own index too; SQLite does not.
     indexes = {
-        (index["name"], tuple(index["column_names"]), bool(index["unique"]))
+        index["name"]: (tuple(index["column_names"]), bool(index["unique"]))
         for index in inspector.get_indexes("oauth_tokens")
-        if not index["unique"]
-    }
-    unique = {
-        tuple(each["column_names"]) for each in inspector.get_unique_constraints("oauth_tokens")
     }
     assert indexes == {
-        ("ix_oauth_tokens_expires_at", ("expires_at",), False),
-        ("ix_oauth_tokens_grant_id_created_at", ("grant_id", "created_at"), False),
+        "ix_oauth_tokens_expires_at": (("expires_at",), False),
+        "ix_oauth_tokens_grant_id_created_at": (("grant_id", "created_at"), False),
+        "uq_oauth_tokens_token_hash": (("token_hash",), True),
     }
-    assert unique == {("token_hash",)}
+    assert inspector.get_unique_constraints("oauth_tokens") == []
+    (by_hash,) = [
+        index
+        for index in inspector.get_indexes("oauth_tokens")
+        if index["name"] == "uq_oauth_tokens_token_hash"
+    ]
+    (predicate,) = [
+        value for key, value in by_hash["dialect_options"].items() if key.endswith("_where")
+    ]
+    assert str(predicate).strip("()").lower() == "token_hash is not null"
     cascades = {
         (key["referred_table"], tuple(key["constrained_columns"]), key["options"].get("ondelete"))
         for key in inspector.get_foreign_keys("oauth_tokens")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -146,11 +146,21 @@ class Token(Base):
         # Revoking a grant finds its tokens by the prefix; "last used" is max(created_at) of
         # one grant, a single index seek however many rotations the grant has seen.
         Index("ix_oauth_tokens_grant_id_created_at", "grant_id", "created_at"),
+        # Refresh tokens only (migration 0008): access tokens have no hash, and as a plain
+        # UNIQUE constraint every one of them still wrote a NULL entry. `token_hash = ?` implies
+        # NOT NULL, so both databases use this index for every lookup by hash.
+        Index(
+            "uq_oauth_tokens_token_hash",
+            "token_hash",
+            unique=True,
+            sqlite_where=text("token_hash IS NOT NULL"),
+            postgresql_where=text("token_hash IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(26), primary_key=True, default=new_id)  # jti
     kind: Mapped[str] = mapped_column(String(8))  # "access" or "refresh"
-    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64))  # refresh tokens: SHA-256
     grant_id: Mapped[str | None] = mapped_column(ForeignKey("oauth_grants.id", ondelete="CASCADE"))
     # No index on either (migration 0007): nothing looks tokens up by client or account, and
     # each index cost every issued token one more page write (SQLite: ~12 -> ~9 WAL frames per

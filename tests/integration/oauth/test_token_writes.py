@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 from flask import Flask, Response, jsonify
-from sqlalchemy import Engine, create_engine, func, insert, select, update
+from sqlalchemy import Engine, bindparam, create_engine, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from app.db import new_id, utcnow
 from app.extensions import Database, autocommit, db
 from app.models import AuthorizationCode, Category, Grant, Token
+from app.oauth import server
 from app.oauth import tokens as token_service
 from tests.conftest import make_app
 from tests.integration.oauth.conftest import OAuthActions, assert_error
@@ -245,3 +247,54 @@ def test_token_counts_stay_exact_after_many_rotations(oauth: OAuthActions, outsi
             )
             == 1
         )
+
+
+def test_refresh_token_hashes_stay_unique_and_access_tokens_stay_out_of_their_index(
+    oauth: OAuthActions, outside: Engine
+) -> None:
+    """Migration 0008: the token_hash index holds refresh tokens only, and still refuses a
+    second refresh token with the same hash."""
+    client = oauth.make_client()
+    oauth.tokens(oauth.auth.signup("alice"), client)
+    oauth.tokens(oauth.auth.signup("bob"), client)
+    with outside.connect() as connection:
+        rows = connection.execute(select(Token).order_by(Token.kind)).mappings().all()
+        assert [row["kind"] for row in rows] == ["access", "access", "refresh", "refresh"]
+        access, _, refresh, _ = (dict(row) for row in rows)
+    # Any number of access tokens without a hash; never two refresh tokens with one.
+    with outside.begin() as connection:
+        connection.execute(insert(Token), {**access, "id": new_id()})
+    with pytest.raises(IntegrityError), outside.begin() as connection:
+        connection.execute(insert(Token), {**refresh, "id": new_id()})
+    assert [kind for kind, _ in stored(outside)].count("refresh") == 2
+
+
+def test_every_lookup_by_hash_uses_the_partial_index(outside: Engine) -> None:
+    """`token_hash = ?` implies NOT NULL: the planners must see that, or a refresh at 10^6
+    tokens would scan the table. SQLite plans the endpoints' own statements the same way
+    whatever the data; PostgreSQL's choice for the joins depends on table statistics, so there
+    the question is only whether the index can serve the predicate."""
+    by_hash = select(Token.id).where(Token.token_hash == bindparam("token_hash"))
+    with outside.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SET enable_seqscan = off"))
+            statements = {"by hash": by_hash}
+        else:
+            statements = {
+                "refresh": server._refresh_statement(),
+                "client and refresh": server._client_and_refresh_statement(),
+                "by hash": by_hash,
+            }
+        for name, statement in statements.items():
+            # Bound, as the endpoints send it (a literal would be easier to plan).
+            compiled = statement.compile(connection)
+            values = compiled.construct_params({"token_hash": "0" * 64, "client_id": "c"})
+            if connection.dialect.name == "sqlite":
+                sql, parameters = (
+                    f"EXPLAIN QUERY PLAN {compiled}",
+                    tuple(values[key] for key in compiled.positiontup or ()),
+                )
+            else:
+                sql, parameters = f"EXPLAIN {compiled}", values  # type: ignore[assignment]
+            plan = " ".join(str(row) for row in connection.exec_driver_sql(sql, parameters))
+            assert "uq_oauth_tokens_token_hash" in plan, (name, plan)
