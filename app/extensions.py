@@ -306,9 +306,10 @@ def make_engine(url: str, *, for_reads: bool = False, autocommit: bool = False) 
             cursor.close()
 
         return engine
+    parsed = make_url(url)
     options: dict[str, Any] = {}
     connect_args: dict[str, Any] = {}
-    if make_url(url).get_driver_name() == "psycopg":
+    if parsed.get_driver_name() == "psycopg":
         from app.pg_cursor import LazyDescriptionCursor
 
         connect_args["cursor_factory"] = LazyDescriptionCursor
@@ -316,7 +317,7 @@ def make_engine(url: str, *, for_reads: bool = False, autocommit: bool = False) 
         options["isolation_level"] = "AUTOCOMMIT"
     if for_reads:
         # Appended to any `options` the URL carries, which connect_args would otherwise replace.
-        given = make_url(url).query.get("options", "")
+        given = parsed.query.get("options", "")
         given = given if isinstance(given, str) else " ".join(given)
         read_only_option = "-c default_transaction_read_only=on"
         connect_args["options"] = f"{given} {read_only_option}".strip()
