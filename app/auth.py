@@ -58,6 +58,7 @@ class Principal(UserMixin):
         session_id: str | None = None,
         auth_time: datetime | None = None,
         client_id: str | None = None,
+        forum_revision: int | None = None,
     ) -> None:
         self.info = info
         self.account_id = info.id
@@ -69,6 +70,8 @@ class Principal(UserMixin):
         self.session_id = session_id
         self.auth_time = auth_time
         self.client_id = client_id
+        # The forum's revision, read in the same statement as the principal (app.forum.pages).
+        self.forum_revision = forum_revision
         self.permissions = (
             permissions.expand(held) if scopes is None else permissions.granted(held, scopes)
         )
@@ -93,6 +96,7 @@ class Guest(AnonymousUserMixin):
     scopes = None
     session_id = None
     client_id = None
+    forum_revision = None
     permissions = permissions.GUEST
 
 

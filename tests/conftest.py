@@ -37,7 +37,7 @@ from app.extensions import Database, make_engine  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 from app.oauth.keys import _generate_pem  # noqa: E402
 
-KEEP_TABLES = {"roles"}
+KEEP_TABLES = {"roles", "forum_revision"}
 SIGNING_KEY = _generate_pem()
 
 

@@ -7,6 +7,7 @@ HEARTH_TEST_POSTGRES_URL is set) instead of the shared, already migrated per-wor
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,76 @@ def test_reply_count_migration_counts_the_replies_already_there(
     with engine.begin() as conn:  # no trigger left behind to write to a missing column
         conn.execute(text("DELETE FROM replies"))
     assert "reply_count" not in {c["name"] for c in inspect(engine).get_columns("threads")}
+
+
+def test_forum_revision_migration_counts_from_one_and_leaves_no_trigger_behind(
+    empty_database_url: str, engine: Engine
+) -> None:
+    upgrade(empty_database_url, "0008")
+    account = (
+        "INSERT INTO accounts (id, handle, name, email_verified, created_at, updated_at) "
+        "VALUES (:id, :id, 'A', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    thread = (
+        "INSERT INTO threads (id, slug, title, body, category_id, author_id, created_at, "
+        "updated_at) VALUES (:id, :id, 'T', 'x', 'c1', 'a1', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    with engine.begin() as conn:
+        conn.execute(text(account), {"id": "a1"})
+        conn.execute(
+            text(
+                "INSERT INTO categories (id, slug, name, description, created_at) "
+                "VALUES ('c1', 'general', 'General', '', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(text(thread), {"id": "t1"})
+
+    upgrade(empty_database_url)
+
+    def value() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT value FROM forum_revision")).scalar_one())
+
+    assert value() == 1
+    started = int(time.time()) - 1
+    with engine.begin() as conn:  # one transaction, several changes: it only goes up
+        conn.execute(text(thread), {"id": "t2"})
+        conn.execute(
+            text(
+                "INSERT INTO replies (id, thread_id, body, author_id, created_at) "
+                "VALUES ('r1', 't1', 'r', 'a1', CURRENT_TIMESTAMP)"
+            )
+        )
+    after_writes = value()
+    assert after_writes >= started * 1_000_000  # the database clock, in microseconds
+
+    # A restored backup holds an older revision: the next change still goes past every
+    # revision handed out before, so no page kept earlier can match. (SQLite's clock counts
+    # milliseconds: a restore takes longer than the one this sleep waits out.)
+    time.sleep(0.002)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE forum_revision SET value = 2"))
+        conn.execute(text("UPDATE threads SET title = 'Restored' WHERE id = 't2'"))
+    assert value() > after_writes
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE threads CASCADE"))
+        assert value() > after_writes + 1
+    after_writes = value()
+    with engine.begin() as conn:  # what no page shows changes nothing
+        conn.execute(text("UPDATE threads SET body = 'edited' WHERE id = 't1'"))
+        conn.execute(text("UPDATE accounts SET email = 'a@example.org' WHERE id = 'a1'"))
+        conn.execute(text(account), {"id": "a2"})
+    assert value() == after_writes
+
+    command.downgrade(alembic_config(empty_database_url), "0008")
+    assert "forum_revision" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:  # no trigger left behind to write to the missing table
+        conn.execute(text("UPDATE accounts SET name = 'B' WHERE id = 'a1'"))
+        conn.execute(text("UPDATE categories SET slug = 'other'"))
+        conn.execute(text("DELETE FROM threads"))
+        if engine.dialect.name == "postgresql":
+            functions = conn.execute(
+                text("SELECT count(*) FROM pg_proc WHERE proname = 'hearth_forum_revision'")
+            ).scalar_one()
+            assert functions == 0

@@ -19,6 +19,7 @@ from app.accounts.schemas import SignUp
 from app.auth import AccountInfo, Principal, sha256
 from app.db import utcnow
 from app.errors import Conflict, Forbidden, InvalidCredentials, NotFound, ValidationFailed
+from app.forum.pages import revision_subquery
 from app.models import Account, AccountRole, AuthSession, Role
 from app.observability import security_event
 from app.permissions import Permission
@@ -48,7 +49,7 @@ def role_names(account: Account) -> list[str]:
 
 
 @cache
-def role_aggregates() -> tuple[ScalarSelect[str], ScalarSelect[str]]:
+def _role_aggregates() -> tuple[ScalarSelect[str], ScalarSelect[str]]:
     """Correlated subqueries for the account's role names and their stored permissions, each
     space-joined: a principal loads in the same statement as its account, without Role rows.
     Nothing is cached across requests, so a role change applies to the next request."""
@@ -65,24 +66,33 @@ def role_aggregates() -> tuple[ScalarSelect[str], ScalarSelect[str]]:
     return joined(Role.name), joined(Role.permissions)
 
 
-# The columns behind AccountInfo, selected with a session or token row.
-ACCOUNT_INFO_COLUMNS = (
-    Account.id,
-    Account.handle,
-    Account.name,
-    Account.email,
-    Account.email_verified,
-)
+def principal_columns() -> tuple[Any, ...]:
+    """What a principal statement selects beside its session or token row: the account, its
+    roles and their permissions, and the forum's revision in the same snapshot, with which a
+    thread list a worker kept is served without a statement of its own (app.forum.pages)."""
+    names, held = _role_aggregates()
+    return (
+        Account.id,
+        Account.handle,
+        Account.name,
+        Account.email,
+        Account.email_verified,
+        names.label("role_names"),
+        held.label("role_permissions"),
+        revision_subquery().label("forum_revision"),
+    )
 
 
-def account_info(row: Any) -> AccountInfo:
-    """AccountInfo from a row carrying ACCOUNT_INFO_COLUMNS (or from an Account)."""
-    return AccountInfo(row.id, row.handle, row.name, row.email, bool(row.email_verified))
-
-
-def held_from(stored: str | None) -> frozenset[Permission]:
-    """The guest baseline plus the permissions `role_aggregates` returned."""
-    return permissions.GUEST | permissions.from_stored(stored or "")
+def principal_from(row: Any, *, via: str, **details: Any) -> Principal:
+    """The Principal a row carrying `principal_columns` describes."""
+    return Principal(
+        AccountInfo(row.id, row.handle, row.name, row.email, bool(row.email_verified)),
+        permissions.GUEST | permissions.from_stored(row.role_permissions or ""),
+        roles=sorted((row.role_names or "").split()),
+        via=via,
+        forum_revision=row.forum_revision,
+        **details,
+    )
 
 
 def find_by_handle(session: Session, handle: str) -> Account | None:
@@ -164,13 +174,10 @@ def end_session(session: Session, token: str) -> None:
 
 @cache
 def _session_statement() -> Any:
-    names, held = role_aggregates()
     return select(
         AuthSession.id.label("session_id"),
         AuthSession.created_at.label("session_created_at"),
-        *ACCOUNT_INFO_COLUMNS,
-        names.label("role_names"),
-        held.label("role_permissions"),
+        *principal_columns(),
     ).where(
         AuthSession.token_hash == bindparam("token_hash"),
         AuthSession.revoked_at.is_(None),
@@ -188,13 +195,8 @@ def principal_for_session(connection: Connection, token: str) -> Principal | Non
     ).first()
     if row is None:
         return None
-    return Principal(
-        account_info(row),
-        held_from(row.role_permissions),
-        roles=sorted((row.role_names or "").split()),
-        via="session",
-        session_id=row.session_id,
-        auth_time=row.session_created_at,
+    return principal_from(
+        row, via="session", session_id=row.session_id, auth_time=row.session_created_at
     )
 
 

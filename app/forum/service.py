@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 from app.auth import Actor, Principal, check
 from app.db import rfc3339, rfc3339_text
 from app.errors import Conflict, NotFound, ValidationFailed
+from app.forum.pages import Pages, read_revision, revision_subquery
 from app.forum.schemas import NewCategory, NewReply, NewThread, ThreadChanges
 from app.models import Account, Category, Reply, Thread
 from app.permissions import Permission
@@ -111,6 +112,7 @@ def _thread_list_statement(in_category: bool, after_cursor: bool) -> Any:
             Account.handle.label("author_handle"),
             Account.name.label("author_name"),
             Thread.reply_count,
+            revision_subquery().label("forum_revision"),
         )
         .join(Category, Category.id == Thread.category_id)
         .join(Account, Account.id == Thread.author_id)
@@ -124,6 +126,9 @@ def _thread_list_statement(in_category: bool, after_cursor: bool) -> Any:
     return query
 
 
+ThreadPage = tuple[list[dict[str, Any]], str | None]
+
+
 def list_threads(
     connection: Connection,
     actor: Actor,
@@ -131,9 +136,21 @@ def list_threads(
     category: str | None,
     cursor: str | None,
     limit: int = PAGE_SIZE,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first; `cursor` is the last id of the previous page."""
+    pages: Pages[tuple[str | None, str | None, int], ThreadPage] | None = None,
+) -> ThreadPage:
+    """Newest first; `cursor` is the last id of the previous page.
+
+    With `pages` (a worker's kept pages), a page kept at the forum's current revision is served
+    as it is: the revision comes with the principal, or for a guest from one small statement."""
     check(actor, Permission.READ_PUBLISHED_THREADS)
+    key = (category, cursor, limit)
+    if pages is not None and pages.kept_revision(key) is not None:
+        revision = actor.forum_revision
+        if revision is None:
+            revision = read_revision(connection)
+        kept = None if revision is None else pages.get(key, revision)
+        if kept is not None:
+            return kept
     rows = connection.execute(
         _thread_list_statement(category is not None, bool(cursor)),
         {"limit": limit + 1, "category": category, "cursor": cursor},
@@ -148,12 +165,15 @@ def list_threads(
             "created_at": created_at,
             "reply_count": reply_count,
         }
-        for id_, slug, title, created_at, category_slug, author_id, handle, name, reply_count in (
+        for id_, slug, title, created_at, category_slug, author_id, handle, name, reply_count, _ in (
             rows[:limit]
         )
     ]
-    next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return items, next_cursor
+    page = items, (rows[limit - 1].id if len(rows) > limit else None)
+    # An empty page is not kept: nothing would say which revision it was read at.
+    if pages is not None and rows and rows[0].forum_revision is not None:
+        pages.put(key, rows[0].forum_revision, page)
+    return page
 
 
 def get_thread(session: Session, actor: Actor, slug: str) -> tuple[Thread, list[Reply]]:

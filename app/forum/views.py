@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
+from flask.blueprints import BlueprintSetupState
 
 from app.accounts.service import role_names
 from app.auth import actor, check, signed_in
+from app.context import this_app
 from app.db import rfc3339
 from app.errors import ValidationFailed
 from app.extensions import db, read_only
 from app.forum import service
+from app.forum.pages import Pages
 from app.forum.schemas import (
     CategoryList,
     CategoryOut,
@@ -30,6 +33,13 @@ from app.permissions import Permission
 from app.requests import json_body
 
 bp = Blueprint("forum", __name__)
+
+
+@bp.record_once
+def _keep_pages(state: BlueprintSetupState) -> None:
+    """Each app (each worker) keeps the thread-list pages it reads (app.forum.pages)."""
+    state.app.extensions["hearth_thread_pages"] = Pages()
+
 
 _CURSOR = ("cursor", "The next_cursor of the previous page", False)
 
@@ -110,6 +120,7 @@ def list_threads() -> Response:
         category=request.args.get("category") or None,
         cursor=_cursor(),
         limit=_limit(),
+        pages=this_app().extensions["hearth_thread_pages"],
     )
     return jsonify({"items": items, "next_cursor": next_cursor})
 

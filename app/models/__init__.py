@@ -2,7 +2,7 @@
 
 from app.models.accounts import Account, AccountRole, AuthSession, Role
 from app.models.federation import FederatedIdentity, LoginState
-from app.models.forum import Category, Reply, Thread
+from app.models.forum import Category, ForumRevision, Reply, Thread
 from app.models.oauth import AuthorizationCode, Grant, OAuthClient, PendingRequest, Token
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "AuthorizationCode",
     "Category",
     "FederatedIdentity",
+    "ForumRevision",
     "Grant",
     "LoginState",
     "OAuthClient",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -57,3 +57,22 @@ class Reply(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     author: Mapped[Account] = relationship(lazy="joined")
+
+
+class ForumRevision(Base):
+    """One row whose `value` goes up in every transaction that changes what the thread list
+    shows: a thread's slug, title, category, author, creation time or reply count, a thread
+    or category added or removed, a category's slug, an author's handle or name. It never goes
+    down, and each new value is at least the database clock in microseconds.
+
+    Triggers raise it (migration 0009), never the application, so every writer counts: the API,
+    the CLI, cascades and SQL run by hand. A thread list cached in a worker is served only while
+    the revision read in the request equals the one read with the cached rows (app.forum.pages).
+    SQLite drops a table's triggers with the table: a later migration that rebuilds `threads`,
+    `categories` or `accounts` through `batch_alter_table` must create them again."""
+
+    __tablename__ = "forum_revision"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as cast_
 from sqlalchemy.orm import Session
 
-from app.accounts.service import ACCOUNT_INFO_COLUMNS, account_info, held_from, role_aggregates
+from app.accounts.service import principal_columns, principal_from
 from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
 from app.errors import NotFound
@@ -356,15 +356,8 @@ def is_active(token: Token) -> bool:
 
 @cache
 def _bearer_statement() -> Any:
-    names, held = role_aggregates()
     return (
-        select(
-            *ACCOUNT_INFO_COLUMNS,
-            Token.scope,
-            Token.client_id,
-            names.label("role_names"),
-            held.label("role_permissions"),
-        )
+        select(*principal_columns(), Token.scope, Token.client_id)
         .join(Account, Account.id == Token.account_id)
         .outerjoin(Grant, Grant.id == Token.grant_id)
         .where(
@@ -394,13 +387,8 @@ def principal_for_access_token(
     row = connection.execute(_bearer_statement(), {"jti": claims["jti"], "now": utcnow()}).first()
     if row is None:
         return None
-    return Principal(
-        account_info(row),
-        held_from(row.role_permissions),
-        roles=sorted((row.role_names or "").split()),
-        via="token",
-        scopes=frozenset(row.scope.split()),
-        client_id=row.client_id,
+    return principal_from(
+        row, via="token", scopes=frozenset(row.scope.split()), client_id=row.client_id
     )
 
 
