@@ -5,7 +5,7 @@ the rest of the request together (bench/README.md). Each page a worker reads is 
 forum's revision read in the same statement (`forum_revision`, raised by triggers in every
 transaction that changes what a page shows; migration 0009). A request is served the kept page
 only when the revision it reads itself is the same: the principal's statement reads it on the
-way (`revision_column`), so a cached page costs no round trip of its own, and a guest's request
+way (`revision_subquery`), so a cached page costs no round trip of its own, and a guest's request
 reads it with one small statement. Nothing is served that a fresh query in the request's
 snapshot would not return, whichever worker or host made the change and however it was made.
 """
@@ -21,8 +21,9 @@ from sqlalchemy import Connection, ScalarSelect, select
 
 from app.models import ForumRevision
 
-# Pages kept per worker: a page of 50 threads is ~12 KB of JSON.
-CAPACITY = 256
+# Threads kept per worker, over all its pages: about 1 KB of Python objects each, so a worker
+# keeps at most ~5 MB however a client varies the category, cursor and page size.
+CAPACITY = 5000
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -47,13 +48,15 @@ def read_revision(connection: Connection) -> int | None:
 
 
 class Pages(Generic[K, V]):
-    """A bounded map from a page's key to (revision, page), least recently used out first.
+    """A map from a page's key to (revision, page), least recently used out first, holding at
+    most `capacity` in page sizes (what `put` is told each page weighs).
 
     Workers are processes; the lock covers a server that runs requests on threads."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._pages: OrderedDict[K, tuple[int, V]] = OrderedDict()
+        self.weight = 0
+        self._pages: OrderedDict[K, tuple[int, V, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -73,12 +76,18 @@ class Pages(Generic[K, V]):
             self._pages.move_to_end(key)
             return kept[1]
 
-    def put(self, key: K, revision: int, page: V) -> None:
+    def put(self, key: K, revision: int, page: V, weight: int = 1) -> None:
+        if weight > self.capacity:
+            return
         with self._lock:
-            kept = self._pages.get(key)
-            if kept is not None and kept[0] > revision:
-                return  # a newer read got here first
-            self._pages[key] = (revision, page)
-            self._pages.move_to_end(key)
-            while len(self._pages) > self.capacity:
-                self._pages.popitem(last=False)
+            kept = self._pages.pop(key, None)
+            if kept is not None:
+                if kept[0] > revision:  # a newer read got here first
+                    self._pages[key] = kept
+                    return
+                self.weight -= kept[2]
+            self._pages[key] = (revision, page, weight)
+            self.weight += weight
+            while self.weight > self.capacity:
+                _key, (_revision, _page, dropped) = self._pages.popitem(last=False)
+                self.weight -= dropped

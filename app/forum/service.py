@@ -172,7 +172,7 @@ def list_threads(
     page = items, (rows[limit - 1].id if len(rows) > limit else None)
     # An empty page is not kept: nothing would say which revision it was read at.
     if pages is not None and rows and rows[0].forum_revision is not None:
-        pages.put(key, rows[0].forum_revision, page)
+        pages.put(key, rows[0].forum_revision, page, weight=len(items) + 1)
     return page
 
 

@@ -46,14 +46,15 @@ _CURSOR = ("cursor", "The next_cursor of the previous page", False)
 
 def _limit() -> int:
     text = request.args.get("limit", str(service.PAGE_SIZE))
-    if not text.isdigit() or not 1 <= int(text) <= 100:
+    # isascii: "²" is a digit to str.isdigit but not to int().
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100:
         raise ValidationFailed({"limit": "must be a whole number from 1 to 100"})
     return int(text)
 
 
 def _cursor() -> str | None:
     cursor = request.args.get("cursor") or None
-    if cursor is not None and (len(cursor) != 26 or not cursor.isalnum()):
+    if cursor is not None and (len(cursor) != 26 or not (cursor.isascii() and cursor.isalnum())):
         raise ValidationFailed({"cursor": "not a cursor this API returned"})
     return cursor
 

@@ -61,9 +61,10 @@ class Reply(Base):
 
 class ForumRevision(Base):
     """One row whose `value` goes up in every transaction that changes what the thread list
-    shows: a thread's slug, title, category, author, creation time or reply count, a thread
-    or category added or removed, a category's slug, an author's handle or name. It never goes
-    down, and each new value is at least the database clock in microseconds.
+    shows: a thread, category or account added or removed, a thread's id, slug, title,
+    category, author, creation time or reply count, a category's id or slug, an account's id,
+    handle or name. It never goes down, and each value is at least the database clock in
+    microseconds.
 
     Triggers raise it (migration 0009), never the application, so every writer counts: the API,
     the CLI, cascades and SQL run by hand. A thread list cached in a worker is served only while
