@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -46,12 +47,21 @@ class Statements:
             event.remove(engine, "before_cursor_execute", self._record)
 
 
+@contextmanager
+def worker(database_url: str) -> Iterator[Flask]:
+    """Another API worker on the same database, with pages of its own."""
+    app = make_app(database_url)
+    try:
+        yield app
+    finally:
+        Database.dispose(app)
+
+
 @pytest.fixture
 def reader(database_url: str) -> Iterator[Flask]:
     """A second worker on the same database: it keeps the pages under test."""
-    app = make_app(database_url)
-    yield app
-    Database.dispose(app)
+    with worker(database_url) as app:
+        yield app
 
 
 @pytest.fixture
@@ -70,11 +80,8 @@ def revision(engine: Engine) -> int:
 
 def fresh_list(database_url: str, path: str = "/api/threads") -> Any:
     """What a worker that has kept nothing reads now."""
-    app = make_app(database_url)
-    try:
+    with worker(database_url) as app:
         return app.test_client().get(path).get_json()
-    finally:
-        Database.dispose(app)
 
 
 def test_a_repeated_list_is_served_with_only_the_principals_statement(
@@ -133,7 +140,12 @@ def test_every_change_a_page_shows_reaches_a_worker_that_kept_it(
     paths = ("/api/threads", f"/api/threads?category={general}", "/api/threads?limit=2")
     # One worker per way of asking, so each keeps its own pages and each is checked for going
     # stale: the token's statement, the cookie's, and a guest's revision read.
-    workers = {"token": reader, "cookie": make_app(database_url), "guest": make_app(database_url)}
+    others = ExitStack()
+    workers = {
+        "token": reader,
+        "cookie": others.enter_context(worker(database_url)),
+        "guest": others.enter_context(worker(database_url)),
+    }
     clients = {name: worker.test_client() for name, worker in workers.items()}
     clients["cookie"].set_cookie("storyden-session", cookie)
     headers = {"token": bearer(token), "cookie": {}, "guest": {}}
@@ -193,8 +205,7 @@ def test_every_change_a_page_shows_reaches_a_worker_that_kept_it(
             assert revision(sql) > before, name
             kept_pages_match_the_database()
     finally:
-        Database.dispose(workers["cookie"])
-        Database.dispose(workers["guest"])
+        others.close()
 
 
 def _run(engine: Engine, statement: str) -> None:
@@ -354,22 +365,25 @@ KEEPING = {
 }
 
 
-@pytest.mark.parametrize("change", sorted(RAISING))
-def test_each_change_a_page_shows_raises_the_revision(sql: Engine, change: str) -> None:
+def revisions_around(sql: Engine, change: str) -> tuple[int, int]:
+    """The revision before and after one change by hand to a small forum."""
     for statement in FORUM:
         _run(sql, statement)
     before = revision(sql)
-    _run(sql, RAISING[change])
-    assert revision(sql) > before
+    _run(sql, change)
+    return before, revision(sql)
+
+
+@pytest.mark.parametrize("change", sorted(RAISING))
+def test_each_change_a_page_shows_raises_the_revision(sql: Engine, change: str) -> None:
+    before, after = revisions_around(sql, RAISING[change])
+    assert after > before
 
 
 @pytest.mark.parametrize("change", sorted(KEEPING))
 def test_changes_no_page_shows_leave_the_revision(sql: Engine, change: str) -> None:
-    for statement in FORUM:
-        _run(sql, statement)
-    before = revision(sql)
-    _run(sql, KEEPING[change])
-    assert revision(sql) == before
+    before, after = revisions_around(sql, KEEPING[change])
+    assert after == before
 
 
 def test_an_open_forum_write_holds_back_no_other(sql: Engine) -> None:
