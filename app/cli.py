@@ -13,6 +13,7 @@ from flask.cli import FlaskGroup, with_appcontext
 import config as config_module
 from app.errors import HearthError
 from app.extensions import db
+from app.maintenance import DEFAULT_REST
 
 
 def _fail(error: HearthError) -> None:
@@ -252,7 +253,7 @@ def clients_delete(client_id: str) -> None:
 )
 @click.option(
     "--rest",
-    default=1.0,
+    default=DEFAULT_REST,
     show_default=True,
     type=click.FloatRange(min=0),
     help="After each full batch, pause this many times as long as the batch took (0: no pause)",

@@ -62,6 +62,7 @@ class Options:
     tokens: int
     cleanup_rows: int
     cleanup_timeout: float
+    cleanup_options: list[str]
     postgres_url: str | None
     smoke: bool
     json_path: Path | None
@@ -96,6 +97,13 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--cleanup-rows", type=int, help="expired rows for cleanup (10^6)")
     parser.add_argument("--cleanup-timeout", type=float, default=1800.0)
     parser.add_argument(
+        "--cleanup-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="pass this option to `hearth cleanup` (repeatable), e.g. --cleanup-option=--batch=250",
+    )
+    parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL") or None,
         help="admin URL of a PostgreSQL server to create a fresh database in "
@@ -128,6 +136,7 @@ def parse(argv: list[str] | None = None) -> Options:
         tokens=args.tokens or (1000 if smoke else 1_000_000),
         cleanup_rows=args.cleanup_rows or (1000 if smoke else 1_000_000),
         cleanup_timeout=min(args.cleanup_timeout, 60.0) if smoke else args.cleanup_timeout,
+        cleanup_options=list(args.cleanup_option),
         postgres_url=args.postgres_url,
         smoke=smoke,
         json_path=args.json,
@@ -509,8 +518,14 @@ class Run:
         env = self.settings.environ(database.url)
         # `hearth cleanup`, imported from this tree: the console script would import whatever
         # tree the virtual environment's editable install points at, not a snapshot's.
-        command = [sys.executable, "-c", "from app.cli import main; main()", "cleanup"]
-        self.commands["cleanup"] = " ".join(["hearth", "cleanup"])
+        command = [
+            sys.executable,
+            "-c",
+            "from app.cli import main; main()",
+            "cleanup",
+            *options.cleanup_options,
+        ]
+        self.commands["cleanup"] = " ".join(["hearth", "cleanup", *options.cleanup_options])
         with self.api(database) as server:
             self.phase(
                 "cleanup_idle",

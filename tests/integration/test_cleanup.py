@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import chain, count
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
@@ -103,31 +105,59 @@ def test_api_runs_cleanup_periodically(database_url: str) -> None:
         )
 
 
+def _five_expired_sessions(auth: AuthActions) -> None:
+    auth.signup("alice")
+    account = db.session.scalar(select(Account))
+    assert account is not None
+    for n in range(5):
+        db.session.add(
+            AuthSession(
+                token_hash=f"{n:064d}",
+                account_id=account.id,
+                expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+    db.session.commit()
+
+
+@pytest.mark.parametrize(("rest", "pauses"), [(None, [0.75, 1.5]), (1.0, [0.25, 0.5]), (0.0, [])])
 def test_cleanup_rests_after_each_full_batch_in_proportion_to_its_duration(
-    app: Flask, auth: AuthActions
+    app: Flask, auth: AuthActions, rest: float | None, pauses: list[float]
 ) -> None:
+    """By default three times as long as the batch took: a quarter of a core at most."""
     from app.maintenance import cleanup
 
-    auth.signup("alice")
     with app.app_context():
-        account = db.session.scalar(select(Account))
-        assert account is not None
-        for n in range(5):
-            db.session.add(
-                AuthSession(
-                    token_hash=f"{n:064d}",
-                    account_id=account.id,
-                    expires_at=utcnow() - timedelta(seconds=1),
-                )
-            )
-        db.session.commit()
-        pauses: list[float] = []
-        counts = cleanup(db.session, batch=2, rest=3.0, sleep=pauses.append)
-        # batches of 2, 2, then 1: only the two full batches are followed by a rest
+        _five_expired_sessions(auth)
+        # Each batch reads the clock when it starts and, when full, again when it is committed;
+        # sessions come first (batches of 2, 2, then 1), then one empty batch of each other kind.
+        ticks = chain([10.0, 10.25, 20.0, 20.5], count(30.0))
+        slept: list[float] = []
+        options = {} if rest is None else {"rest": rest}
+        counts = cleanup(
+            db.session, batch=2, sleep=slept.append, clock=lambda: next(ticks), **options
+        )
         assert counts["sessions"] == 5
-        assert len(pauses) == 2
-        assert all(0 < pause < 30 for pause in pauses)
+        assert slept == pauses
         assert _count(AuthSession) == 1
+
+
+def test_cleanup_command_passes_its_default_batch_and_rest(
+    runner: FlaskCliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.maintenance
+
+    calls: list[tuple[int, float]] = []
+
+    def record(_session: object, batch: int, rest: float) -> dict[str, int]:
+        calls.append((batch, rest))
+        return {"tokens": 0}
+
+    monkeypatch.setattr(app.maintenance, "cleanup", record)
+    result = runner.invoke(args=["cleanup"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "tokens=0\n"
+    assert calls == [(1000, 3.0)]
 
 
 def test_cleanup_command_rejects_a_negative_rest_or_empty_batch(runner: FlaskCliRunner) -> None:
