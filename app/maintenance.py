@@ -24,7 +24,7 @@ Deleter = Callable[[Session, int], int]
 PERIODIC_BATCH = 500
 # `hearth cleanup` rests three times as long as each full batch took, so a backlog takes at
 # most a quarter of one core's time. Measured under paced bearer reads (bench/README.md, hot
-# spot 6): the reads' p99 rose 1.7-1.8x while a cleanup rested 1x, 1.2x at 2x, 1.1x at 3x.
+# spot 6): the reads' p99 rose 1.7-1.9x while a cleanup rested 1x, 1.2-1.6x at 2x, 1.1-1.4x at 3x.
 DEFAULT_REST = 3.0
 
 
