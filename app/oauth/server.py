@@ -37,6 +37,7 @@ from flask import Flask, Request, Response, current_app, g
 from sqlalchemy import bindparam, select, true
 from sqlalchemy.orm import joinedload
 
+from app import direct
 from app.accounts.service import account_permissions
 from app.auth import AccountInfo, sha256
 from app.context import this_app, this_g, this_request
@@ -260,10 +261,11 @@ def _query_client(client_id: str) -> clients.ClientRecord | None:
     split = len(clients.RECORD_COLUMNS)
     found: Any
     if grant_type == "refresh_token":
-        row = db.connection.execute(
+        row = direct.first(
+            db.connection,
             _client_and_refresh_statement(),
             {"client_id": client_id, "token_hash": credential_hash},
-        ).first()
+        )
         if row is None:
             return None
         found = _refresh_row_type()(*row[split:]) if row[split] is not None else None

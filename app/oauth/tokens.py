@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as cast_
 from sqlalchemy.orm import Session
 
+from app import direct
 from app.accounts.service import principal_columns, principal_from
 from app.auth import Principal, sha256
 from app.db import UTCDateTime, new_id, rfc3339, utcnow
@@ -241,10 +242,12 @@ def store(connection: Connection, issued: Issued) -> bool:
         for index, row in enumerate(issued.rows):
             for name in _ROW_COLUMNS:
                 params[f"{name}_{index}"] = row[name]
-        inserted = connection.execute(_claimed_insert(claim.kind, len(issued.rows)), params)
-        return bool(inserted.rowcount == len(issued.rows))
-    claimed = connection.execute(_CLAIMS[claim.kind], {"claim_id": claim.id, "now": now})
-    if claimed.rowcount != 1:
+        inserted = direct.rowcount(
+            connection, _claimed_insert(claim.kind, len(issued.rows)), params
+        )
+        return inserted == len(issued.rows)
+    claimed = direct.rowcount(connection, _CLAIMS[claim.kind], {"claim_id": claim.id, "now": now})
+    if claimed != 1:
         return False
     connection.execute(_TOKENS_INSERT, issued.rows)
     return True
@@ -384,7 +387,7 @@ def principal_for_access_token(
     audience = claims.get("aud")
     if audience != resource and not (isinstance(audience, list) and resource in audience):
         return None
-    row = connection.execute(_bearer_statement(), {"jti": claims["jti"], "now": utcnow()}).first()
+    row = direct.first(connection, _bearer_statement(), {"jti": claims["jti"], "now": utcnow()})
     if row is None:
         return None
     return principal_from(
