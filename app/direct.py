@@ -18,7 +18,7 @@ every listener sees every statement."""
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, NamedTuple
 
@@ -91,20 +91,23 @@ def _listened(connection: Connection) -> bool:
     return bool(connection._has_events or connection.engine._has_events)
 
 
-def _run(
-    connection: Connection, compiled: _Compiled, params: Mapping[str, Any], fetch: bool
-) -> Any:
+def _run(connection: Connection, sql: str, parameters: Any, how: str) -> Any:
+    """Run `sql` on the connection's DBAPI cursor: `how` is "first" (the raw first row),
+    "rowcount", or "many" (`parameters` is a list of parameter sets)."""
     if not connection.in_transaction():
         connection.begin()
-    parameters = _parameters(compiled, params)
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
+    result = None
     try:
-        cursor.execute(compiled.sql, parameters)
-        result = cursor.fetchone() if fetch else cursor.rowcount
+        if how == "many":
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+            result = cursor.fetchone() if how == "first" else cursor.rowcount
     except connection.dialect.loaded_dbapi.Error as error:
-        _raise(connection, compiled.sql, parameters, cursor, error)
+        _raise(connection, sql, parameters, cursor, error)
     cursor.close()
     return result
 
@@ -134,7 +137,7 @@ def first(connection: Connection, statement: Executable, params: Mapping[str, An
     if _listened(connection):
         return connection.execute(statement, params).first()
     compiled = _compile(statement, connection.dialect)
-    raw = _run(connection, compiled, params, fetch=True)
+    raw = _run(connection, compiled.sql, _parameters(compiled, params), "first")
     if raw is None:
         return None
     if compiled.readers:
@@ -149,4 +152,18 @@ def rowcount(connection: Connection, statement: Executable, params: Mapping[str,
     if _listened(connection):
         count: int = connection.execute(statement, params).rowcount
         return count
-    return int(_run(connection, _compile(statement, connection.dialect), params, fetch=False))
+    compiled = _compile(statement, connection.dialect)
+    return int(_run(connection, compiled.sql, _parameters(compiled, params), "rowcount"))
+
+
+def execute_many(
+    connection: Connection, statement: Executable, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Run the statement once per parameter set, as `connection.execute(statement, rows)` does.
+
+    Nothing is added to what `rows` give: a column default SQLAlchemy would fill in is not."""
+    if _listened(connection):
+        connection.execute(statement, list(rows))
+        return
+    compiled = _compile(statement, connection.dialect)
+    _run(connection, compiled.sql, [_parameters(compiled, row) for row in rows], "many")

@@ -107,7 +107,6 @@ MAX_ACCESS_TOKEN_LENGTH = 4096
 
 _tokens = cast(Table, Token.__table__)
 _codes = cast(Table, AuthorizationCode.__table__)
-_TOKENS_INSERT = insert(_tokens)
 # Every column of a token row, in the order `issue` writes them.
 _ROW_COLUMNS = (
     "id",
@@ -123,6 +122,10 @@ _ROW_COLUMNS = (
     "created_at",
     "revoked_at",
     "rotated_at",
+)
+# Every column named, so that app.direct, which fills in no defaults, writes complete rows.
+_TOKENS_INSERT = insert(_tokens).values(
+    {name: bindparam(name, type_=_tokens.c[name].type) for name in _ROW_COLUMNS}
 )
 
 # Conditional UPDATEs: the request that changes the row has won the credential.
@@ -234,7 +237,7 @@ def store(connection: Connection, issued: Issued) -> bool:
     rotation costs one round trip instead of BEGIN, UPDATE, INSERT and COMMIT."""
     claim = issued.claim
     if claim is None:
-        connection.execute(_TOKENS_INSERT, issued.rows)
+        direct.execute_many(connection, _TOKENS_INSERT, issued.rows)
         return True
     now = utcnow()
     if connection.dialect.name == "postgresql":
@@ -249,7 +252,7 @@ def store(connection: Connection, issued: Issued) -> bool:
     claimed = direct.rowcount(connection, _CLAIMS[claim.kind], {"claim_id": claim.id, "now": now})
     if claimed != 1:
         return False
-    connection.execute(_TOKENS_INSERT, issued.rows)
+    direct.execute_many(connection, _TOKENS_INSERT, issued.rows)
     return True
 
 

@@ -127,18 +127,21 @@ def test_direct_statements_reach_connection_event_listeners(
 
     bearer = tokens._bearer_statement()
     params = {"jti": issued["jti"], "now": datetime.now(UTC)}
+    rows = _copies(connection, issued, 1)
     event.listen(connection.engine, "before_cursor_execute", record)
     try:
         assert direct.first(connection, bearer, params) is not None
         claim = tokens._CLAIMS["refresh"]
         assert direct.rowcount(connection, claim, {"claim_id": "x", "now": params["now"]}) == 0
+        direct.execute_many(connection, tokens._TOKENS_INSERT, rows)
     finally:
         event.remove(connection.engine, "before_cursor_execute", record)
-    assert len(seen) == 2
+    assert len(seen) == 3
     assert seen[0].startswith("SELECT accounts.id")
     assert seen[1].startswith("UPDATE oauth_tokens SET rotated_at")
+    assert seen[2].startswith("INSERT INTO oauth_tokens")
     assert direct.first(connection, bearer, params) is not None
-    assert len(seen) == 2
+    assert len(seen) == 3
 
 
 def test_direct_statement_fails_with_the_error_connection_execute_raises(
@@ -187,3 +190,39 @@ def test_direct_statement_on_a_terminated_backend_invalidates_its_connection(
         victim.rollback()
         # The invalidated connection reconnects on next use.
         assert direct.first(victim, bearer, params) is not None
+
+
+def _copies(connection: Connection, issued: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Rows for new tokens like the issued access token, stamped in a non-UTC timezone."""
+    access = connection.execute(select(Token).where(Token.id == issued["jti"])).one()
+    now = datetime.now(timezone(timedelta(hours=-3)))
+    return [
+        {
+            **{name: getattr(access, name) for name in tokens._ROW_COLUMNS},
+            "id": f"direct-{index}",
+            "created_at": now,
+            "expires_at": now + timedelta(minutes=index + 1),
+        }
+        for index in range(count)
+    ]
+
+
+def test_token_insert_names_every_column_because_direct_fills_in_no_defaults() -> None:
+    assert set(tokens._ROW_COLUMNS) == set(Token.__table__.c.keys())
+
+
+def test_direct_execute_many_writes_each_row_as_given(
+    issued: dict[str, Any], connection: Connection
+) -> None:
+    rows = _copies(connection, issued, 2)
+    direct.execute_many(connection, tokens._TOKENS_INSERT, rows)
+    connection.commit()
+    stored = connection.execute(
+        select(Token.id, Token.created_at, Token.expires_at, Token.scope)
+        .where(Token.id.like("direct-%"))
+        .order_by(Token.id)
+    ).all()
+    assert [tuple(row) for row in stored] == [
+        (row["id"], row["created_at"], row["expires_at"], row["scope"]) for row in rows
+    ]
+    assert all(row.expires_at.tzinfo is not None for row in stored)
