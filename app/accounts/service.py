@@ -14,7 +14,7 @@ from sqlalchemy import Connection, ScalarSelect, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app import permissions
+from app import direct, permissions
 from app.accounts.schemas import SignUp
 from app.auth import AccountInfo, Principal, sha256
 from app.db import utcnow
@@ -190,9 +190,9 @@ def principal_for_session(connection: Connection, token: str) -> Principal | Non
     """Resolve a session cookie to a principal, or None when unknown, expired or signed out.
 
     One Core statement, built once per process (every page of the frontend comes through here)."""
-    row = connection.execute(
-        _session_statement(), {"token_hash": sha256(token), "now": utcnow()}
-    ).first()
+    row = direct.first(
+        connection, _session_statement(), {"token_hash": sha256(token), "now": utcnow()}
+    )
     if row is None:
         return None
     return principal_from(

@@ -14,7 +14,8 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, event, selec
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import direct
-from app.auth import sha256
+from app.accounts.service import _session_statement
+from app.auth import SESSION_COOKIE, sha256
 from app.extensions import db
 from app.models import Token
 from app.oauth import server, tokens
@@ -26,11 +27,14 @@ from tests.integration.oauth.conftest import OAuthActions
 def issued(app: Flask, oauth: OAuthActions) -> dict[str, Any]:
     """A client's client_id, with an access and a refresh token issued to it."""
     client = oauth.make_client()
-    body = oauth.tokens(oauth.auth.signup("alice"), client)
+    browser = oauth.auth.signup("alice")
+    body = oauth.tokens(browser, client)
     with app.app_context():
         claims = tokens.decode_access_token(provider_keys(), body["access_token"])
     assert claims is not None
-    return {"client_id": client.client_id, "jti": claims["jti"], **body}
+    cookie = browser.get_cookie(SESSION_COOKIE)
+    assert cookie is not None
+    return {"client_id": client.client_id, "jti": claims["jti"], "session": cookie.value, **body}
 
 
 @pytest.fixture
@@ -63,6 +67,15 @@ def test_direct_first_returns_the_row_connection_execute_returns(
     assert tuple(fast) == tuple(slow)
     assert fast.expires_at.tzinfo is not None
     assert fast.expires_at == slow.expires_at
+
+    # The session cookie's principal, with the session's creation time as auth_time.
+    session = _session_statement()
+    params = {"token_hash": sha256(issued["session"]), "now": datetime.now(UTC)}
+    fast = direct.first(connection, session, params)
+    slow = connection.execute(session, params).first()
+    assert slow is not None
+    assert fast._asdict() == dict(slow._mapping)
+    assert fast.session_created_at.tzinfo is not None
 
 
 def test_direct_first_binds_timestamps_as_connection_execute_does(
