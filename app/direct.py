@@ -3,26 +3,32 @@
 `Connection.execute` spends 90 to 110 µs of CPU per statement on the way to the driver and back
 (execution context, compiled-cache key, parameter and result objects) against 40 to 85 µs for the
 driver's own work: as much as the bearer statement itself costs a bearer read, and more than the
-two statements of a refresh grant cost on PostgreSQL. `first` and `rowcount` compile a Core
-statement once per dialect, then per call only apply the statement's bind processors, run it on
-the connection's own DBAPI connection and apply its result processors, so callers get the same
-values as from `Connection.execute`.
+two statements of a refresh grant cost on PostgreSQL. `first`, `rowcount` and `execute_many`
+compile a Core statement once per dialect, then per call only apply the statement's bind
+processors, run it on the connection's own DBAPI connection and apply its result processors, so
+callers get the same values as from `Connection.execute`.
 
-What `Connection.execute` does around the statement is kept: the connection's transaction begins
-as it would (`Connection.begin`, which is what autobegin calls), a DBAPI error surfaces as
-SQLAlchemy's `DBAPIError` subclass, and a disconnect invalidates the connection so the pool
-replaces it (`app.errors` answers 503). While anyone listens to the connection's events (the
-statement-counting tests, `bench sql`), statements go through `Connection.execute` instead, so
-every listener sees every statement."""
+What `Connection.execute` does around the statement is kept: the transaction begins as it would
+(autobegin), and any error goes through the connection's own error handling, so a DBAPI error
+surfaces as SQLAlchemy's `DBAPIError` subclass and a disconnect invalidates the connection and
+the pool's older ones (`app.errors` answers 503). `Connection.execute` itself runs the statement
+whenever someone listens to the connection's events or echoes them (the statement-counting tests,
+`bench sql`), and when the transaction needs its checks. This reaches into a few private
+attributes of SQLAlchemy's `Connection` (its own tests before each event point, its transaction,
+its error handling); `tests/integration/oauth/test_direct_statements.py` holds them to the
+behaviour of `Connection.execute` on both databases.
+
+Only for statements built once per process (the cache keeps them): plain bind names, result
+columns whose types need no DBAPI type code to read them (no `Numeric` on PostgreSQL), and a
+`SELECT` for `first`."""
 
 from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, exc
+from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -86,58 +92,62 @@ def _parameters(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
     return tuple(values[name] for name in compiled.positions)
 
 
-def _listened(connection: Connection) -> bool:
-    # SQLAlchemy's own test before each of its event points.
-    return bool(connection._has_events or connection.engine._has_events)
+def _through_sqlalchemy(connection: Connection) -> bool:
+    """Whether `Connection.execute` must run the statement: someone listens to the connection's
+    events or echoes its statements (SQLAlchemy's own tests before each of its event points), or
+    its transaction is in a state whose checks `Connection.execute` makes (inactive, nested, or
+    inside a `with connection.begin()` block)."""
+    transaction = connection._transaction
+    return bool(
+        connection._has_events
+        or connection.engine._has_events
+        or connection.dialect._has_events
+        or connection._echo
+        or (transaction is not None and not transaction.is_active)
+        or connection._nested_transaction is not None
+        or connection._trans_context_manager
+    )
 
 
-def _run(connection: Connection, sql: str, parameters: Any, how: str) -> Any:
-    """Run `sql` on the connection's DBAPI cursor: `how` is "first" (the raw first row),
-    "rowcount", or "many" (`parameters` is a list of parameter sets)."""
-    if not connection.in_transaction():
-        connection.begin()
-    dbapi_connection = connection.connection.dbapi_connection
-    assert dbapi_connection is not None
-    cursor = dbapi_connection.cursor()
-    result = None
+def _run(connection: Connection, compiled: _Compiled, params: Any, how: str) -> Any:
+    """Run the statement on the connection's DBAPI cursor: `how` is "first" (the raw first
+    row), "rowcount", or "many" (`params` is a sequence of parameter sets).
+
+    Any error goes through the connection's own handling, as in `Connection.execute`: a DBAPI
+    error becomes SQLAlchemy's `DBAPIError` subclass, anything else a `StatementError`, and a
+    disconnect invalidates the connection and the pool's older connections."""
+    parameters: Any = None
+    cursor = None
     try:
+        # As in Connection._execute_context: an invalidated connection reconnects first.
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        if connection._transaction is None:
+            connection._autobegin()
         if how == "many":
-            cursor.executemany(sql, parameters)
+            parameters = [_parameters(compiled, row) for row in params]
         else:
-            cursor.execute(sql, parameters)
+            parameters = _parameters(compiled, params)
+        cursor = dbapi_connection.cursor()
+        result = None
+        if how == "many":
+            cursor.executemany(compiled.sql, parameters)
+        else:
+            cursor.execute(compiled.sql, parameters)
             result = cursor.fetchone() if how == "first" else cursor.rowcount
-    except connection.dialect.loaded_dbapi.Error as error:
-        _raise(connection, sql, parameters, cursor, error)
+    except BaseException as error:
+        connection._handle_dbapi_exception(error, compiled.sql, parameters, cursor, None)
     cursor.close()
     return result
-
-
-def _raise(connection: Connection, sql: str, parameters: Any, cursor: Any, error: Any) -> None:
-    """What Connection.execute raises for a DBAPI error; a disconnect invalidates the connection."""
-    dialect = connection.dialect
-    disconnect = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
-    with suppress(Exception):  # the cursor of a broken connection may refuse to close
-        cursor.close()
-    if disconnect:
-        connection.invalidate(error)
-    raise exc.DBAPIError.instance(
-        sql,
-        parameters,
-        error,
-        dialect.loaded_dbapi.Error,
-        hide_parameters=connection.engine.hide_parameters,
-        connection_invalidated=disconnect,
-        dialect=dialect,
-    ) from error
 
 
 def first(connection: Connection, statement: Executable, params: Mapping[str, Any]) -> Any:
     """The statement's first row (a named tuple of its selected columns) or None, as
     `connection.execute(statement, params).first()` would return it."""
-    if _listened(connection):
+    if _through_sqlalchemy(connection):
         return connection.execute(statement, params).first()
     compiled = _compile(statement, connection.dialect)
-    raw = _run(connection, compiled.sql, _parameters(compiled, params), "first")
+    raw = _run(connection, compiled, params, "first")
     if raw is None:
         return None
     if compiled.readers:
@@ -149,11 +159,11 @@ def first(connection: Connection, statement: Executable, params: Mapping[str, An
 
 def rowcount(connection: Connection, statement: Executable, params: Mapping[str, Any]) -> int:
     """How many rows the statement changed, as `connection.execute(...).rowcount` reports it."""
-    if _listened(connection):
+    if _through_sqlalchemy(connection):
         count: int = connection.execute(statement, params).rowcount
         return count
     compiled = _compile(statement, connection.dialect)
-    return int(_run(connection, compiled.sql, _parameters(compiled, params), "rowcount"))
+    return int(_run(connection, compiled, params, "rowcount"))
 
 
 def execute_many(
@@ -162,8 +172,8 @@ def execute_many(
     """Run the statement once per parameter set, as `connection.execute(statement, rows)` does.
 
     Nothing is added to what `rows` give: a column default SQLAlchemy would fill in is not."""
-    if _listened(connection):
+    if _through_sqlalchemy(connection):
         connection.execute(statement, list(rows))
         return
     compiled = _compile(statement, connection.dialect)
-    _run(connection, compiled.sql, [_parameters(compiled, row) for row in rows], "many")
+    _run(connection, compiled, rows, "many")
