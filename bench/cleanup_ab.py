@@ -93,13 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             seed.bulk_tokens(engine, seeded, audience, args.live, expired=False)
             seed.bulk_tokens(engine, seeded, audience, args.expired, expired=True)
             tokens = seed.mint(app, seeded, connections)
-        states = [
-            {
-                "path": "/api/accounts/self",
-                "headers": {"Authorization": f"Bearer {t['access_token']}"},
-            }
-            for t in tokens
-        ]
+        states = seed.self_readers(tokens)
         env = settings.environ(database.url)
         command = [sys.executable, "-c", "from app.cli import main; main()", "cleanup"]
         server = Gunicorn("wsgi:api", port, env, 2, workdir / "gunicorn.log", "/health/ready")

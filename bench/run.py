@@ -492,11 +492,7 @@ class Run:
         with seed.in_process_app(self.settings, database.url) as app:
             tokens = seed.mint(app, seeded, self.options.latency_connections)
             live = seed.live_tokens(seed.engine_of(app))
-        states = [
-            {"path": "/api/accounts/self", "headers": _bearer(token["access_token"])}
-            for token in tokens
-        ]
-        return states, live
+        return seed.self_readers(tokens), live
 
     def latency_phase(self, database: seed.Database, seeded: seed.Seeded, name: str) -> None:
         states, live = self._reader_states(database, seeded)

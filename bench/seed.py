@@ -316,6 +316,17 @@ def mint(app: Flask, seeded: Seeded, count: int) -> list[dict[str, Any]]:
     return [flow(app, seeded, seeded.sessions[n % len(seeded.sessions)]) for n in range(count)]
 
 
+def self_readers(tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Load states for paced `GET /api/accounts/self` reads, one per token response."""
+    return [
+        {
+            "path": "/api/accounts/self",
+            "headers": {"Authorization": f"Bearer {token['access_token']}"},
+        }
+        for token in tokens
+    ]
+
+
 def live_tokens(engine: Engine) -> int:
     from app.db import utcnow
     from app.models import Token
