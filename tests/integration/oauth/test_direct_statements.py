@@ -10,7 +10,18 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Column, Connection, MetaData, String, Table, event, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
@@ -175,6 +186,8 @@ def test_direct_statement_fails_with_the_error_connection_execute_raises(
     assert not connection.invalidated
     connection.rollback()
     assert connection.scalar(text("SELECT 1")) == 1
+    # The failed statement's cursor was closed with the error; the next one gets a new cursor.
+    assert direct.first(connection, select(literal_column("1").label("one")), {}) == (1,)
 
     # A bind processor's refusal (UTCDateTime takes no naive datetime) is a StatementError.
     naive = {"jti": "x", "now": datetime.now(UTC).replace(tzinfo=None)}
@@ -216,11 +229,48 @@ def test_direct_statement_on_a_terminated_backend_invalidates_its_connection(
         assert failed.value.connection_invalidated
         assert victim.invalidated
         victim.rollback()
-        # The invalidated connection reconnects on next use.
+        # The invalidated connection reconnects on next use, with a cursor of its own.
         assert direct.first(victim, bearer, params) is not None
+        kept = victim.connection.info[direct._CURSOR_KEY]
+        assert kept.connection is victim.connection.dbapi_connection
+        assert victim.scalar(text("SELECT pg_backend_pid()")) == kept.connection.info.backend_pid
         killer.close()
         with db.engine.connect() as fresh:
             assert fresh.scalar(text("SELECT pg_backend_pid()")) not in (older, pid)
+
+
+def test_direct_statements_keep_one_cursor_per_postgresql_connection(
+    database_url: str, issued: dict[str, Any], app: Flask
+) -> None:
+    """psycopg fetches whole results, so its cursor can serve every direct statement of its
+    connection, across checkouts; an sqlite3 cursor would hold its statement open, so SQLite
+    takes a new one each time."""
+    bearer = tokens._bearer_statement()
+    params = {"jti": issued["jti"], "now": datetime.now(UTC)}
+    with app.app_context(), db.engine.connect() as connection:
+        assert direct.first(connection, bearer, params) is not None
+        kept = connection.connection.info.get(direct._CURSOR_KEY)
+    if not database_url.startswith("postgresql"):
+        assert kept is None
+        return
+    assert kept is not None
+    # A pool of one, so the second checkout is sure to get the same DBAPI connection.
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as first:
+            assert direct.first(first, bearer, params) is not None
+            assert direct.rowcount(first, text("SELECT 1").columns(), {}) == 1
+            dbapi_connection = first.connection.dbapi_connection
+            kept = first.connection.info[direct._CURSOR_KEY]
+            assert kept.connection is dbapi_connection
+        with engine.connect() as again:
+            assert again.connection.dbapi_connection is dbapi_connection
+            assert direct.first(again, bearer, params) is not None
+            direct.execute_many(again, text("SELECT 1"), [{}, {}])
+            assert again.connection.info[direct._CURSOR_KEY] is kept
+            assert not kept.closed
+    finally:
+        engine.dispose()
 
 
 def _copies(connection: Connection, issued: dict[str, Any], count: int) -> list[dict[str, Any]]:
