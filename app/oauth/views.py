@@ -275,8 +275,8 @@ def token() -> Response:
     form = this_request().form
     if not form.get("grant_type"):
         raise OAuthRequestError("The grant_type parameter is missing.")
-    resource = form.get("resource")
-    if resource is not None and resource != api_resource():
+    # `in` first: MultiDict.get builds a BadRequestKeyError for a missing key.
+    if "resource" in form and form["resource"] != api_resource():
         raise InvalidTarget(f"The only resource here is {api_resource()}.")
     response: Response = authorization_server().create_token_response()
     db.commit()
