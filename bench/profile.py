@@ -2,16 +2,20 @@
 
 Runs the same requests the load generator sends, through Flask's test client, against a fresh
 database with the production settings, and prints where the time goes. pyinstrument is not a
-dependency of Hearth: `pip install pyinstrument` into the venv first.
+dependency of Hearth: `pip install pyinstrument` into the venv first. pyinstrument measures wall
+time, which on PostgreSQL includes waiting for the server; `--cpu` samples the process's CPU
+time instead (a SIGPROF timer, no extra dependency) and reports it like `--collapsed`.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from bench import seed
@@ -77,33 +81,89 @@ def _frame_component(frame: str) -> str:
     return f"stdlib: {path} {function}"
 
 
+class CpuSampler:
+    """The main thread's stack every `interval` seconds of this process's CPU time (SIGPROF),
+    counted in py-spy's collapsed format ("function (module/path.py:line)" frames joined by ";").
+
+    Unlike py-spy's samples of a busy server, these count only time on a CPU: a thread that is
+    runnable but waiting for a core (say, for the PostgreSQL backend its query just woke) is not
+    sampled, and time inside a C call is booked on the Python line that made it."""
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.stacks: dict[str, int] = {}
+
+    def _sample(self, _signum: int, frame: FrameType | None) -> None:
+        names = []
+        while frame is not None:
+            code = frame.f_code
+            where = f"{_module_path(code.co_filename)}:{frame.f_lineno}"
+            names.append(f"{code.co_qualname} ({where})")
+            frame = frame.f_back
+        key = ";".join(reversed(names))
+        self.stacks[key] = self.stacks.get(key, 0) + 1
+
+    def start(self) -> None:
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
+
+    def stop(self) -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+
+    def lines(self) -> list[str]:
+        return [f"{stack} {count}" for stack, count in self.stacks.items()]
+
+
+def _module_path(filename: str) -> str:
+    """A file named as py-spy names it: from the package down, or the bare module."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1]
+    for marker in ("/app/", "/bench/"):
+        if marker in filename:
+            return marker.strip("/") + "/" + filename.split(marker, 1)[1]
+    return Path(filename).name
+
+
 def summarise_collapsed(files: list[Path]) -> str:
     """Busy samples of gunicorn workers: own time by component, and time under Hearth calls."""
+    lines = [line for file in files for line in file.read_text().splitlines()]
+    return summarise_stacks(lines, f"in {len(files)} files", skip_waits=True)
+
+
+def summarise_stacks(
+    stack_lines: list[str], source: str, skip_waits: bool, within: str | None = None
+) -> str:
+    """Own samples by component and samples under each Hearth function, from collapsed stacks.
+
+    `skip_waits` drops samples whose last frames wait in select() or a driver's wait loop: in
+    py-spy's samples of a worker those are mostly a worker with nothing to do. `within` keeps
+    only the samples with a frame containing it (the app's, not the test client's)."""
     own: dict[str, int] = {}
     under: dict[str, int] = {}
     busy = 0
-    for file in files:
-        for line in file.read_text().splitlines():
-            stack, _, count_text = line.rpartition(" ")
-            if not stack or not count_text.isdigit():
-                continue
-            frames = stack.split(";")
-            # Idle workers wait in select(); only samples doing work are counted.
-            if any("select (selectors.py" in f or "wait (" in f for f in frames[-2:]):
-                continue
-            count = int(count_text)
-            busy += count
-            leaf = _frame_component(frames[-1])
-            own[leaf] = own.get(leaf, 0) + count
-            seen = set()
-            for frame in frames:
-                if " (app/" in frame:
-                    function, _, where = frame.rpartition(" (")
-                    name = f"{function} ({where.rstrip(')').rsplit(':', 1)[0]})"
-                    if name not in seen:
-                        seen.add(name)
-                        under[name] = under.get(name, 0) + count
-    lines = [f"{busy} busy samples in {len(files)} files", "own time by component:"]
+    for line in stack_lines:
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        if within is not None and not any(within in frame for frame in frames):
+            continue
+        if skip_waits and any("select (selectors.py" in f or "wait (" in f for f in frames[-2:]):
+            continue
+        count = int(count_text)
+        busy += count
+        leaf = _frame_component(frames[-1])
+        own[leaf] = own.get(leaf, 0) + count
+        seen = set()
+        for frame in frames:
+            if " (app/" in frame:
+                function, _, where = frame.rpartition(" (")
+                name = f"{function} ({where.rstrip(')').rsplit(':', 1)[0]})"
+                if name not in seen:
+                    seen.add(name)
+                    under[name] = under.get(name, 0) + count
+    lines = [f"{busy} busy samples {source}", "own time by component:"]
     for name, count in sorted(own.items(), key=lambda item: -item[1])[:15]:
         lines.append(f"  {100 * count / max(1, busy):5.1f}%  {name}")
     lines.append("time under each Hearth function (inclusive):")
@@ -121,18 +181,27 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="summarise py-spy collapsed stacks (from `bench.run --py-spy DIR`) instead",
     )
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        help="300 by default; 3,000 with --cpu (the kernel samples at its tick)",
+    )
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--html", type=Path, help="also write pyinstrument's HTML report here")
     parser.add_argument("--show-all", action="store_true", help="include library frames")
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="sample CPU time (SIGPROF) instead of pyinstrument's wall time",
+    )
     args = parser.parse_args(argv)
+    if args.iterations is None:
+        args.iterations = 3000 if args.cpu else 300
     if args.collapsed:
         print(summarise_collapsed(args.collapsed))
         return 0
     if args.scenario is None:
         parser.error("name a scenario, or give --collapsed FILES")
-
-    from pyinstrument import Profiler
 
     workdir = Path(tempfile.mkdtemp(prefix="hearth-profile-"))
     (workdir / "instance").mkdir()
@@ -166,6 +235,24 @@ def main(argv: list[str] | None = None) -> int:
 
             for _ in range(20):
                 once()
+            if args.cpu:
+                sampler = CpuSampler()
+                spent = time.process_time()
+                sampler.start()
+                for _ in range(args.iterations):
+                    once()
+                sampler.stop()
+                spent = time.process_time() - spent
+                print(
+                    f"{args.scenario}: {args.iterations} iterations, "
+                    f"{spent * 1000 / args.iterations:.3f} ms of CPU each (in-process, sampled)"
+                )
+                # Only inside the app: Werkzeug's test client costs as much again around it.
+                app_only = "wsgi_app (flask/app.py"
+                print(summarise_stacks(sampler.lines(), "of CPU time in the app", False, app_only))
+                return 0
+            from pyinstrument import Profiler
+
             profiler = Profiler(interval=0.0005)
             began = time.perf_counter()
             profiler.start()
