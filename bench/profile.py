@@ -14,6 +14,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -172,6 +173,22 @@ def summarise_stacks(
     return "\n".join(lines)
 
 
+def _timed(
+    once: Callable[[], None],
+    iterations: int,
+    start: Callable[[], Any],
+    stop: Callable[[], Any],
+    clock: Callable[[], float],
+) -> float:
+    """Milliseconds of `clock` per call of `once`, run `iterations` times between start and stop."""
+    began = clock()
+    start()
+    for _ in range(iterations):
+        once()
+    stop()
+    return (clock() - began) * 1000 / iterations
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("scenario", nargs="?", choices=SCENARIOS)
@@ -237,15 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                 once()
             if args.cpu:
                 sampler = CpuSampler()
-                spent = time.process_time()
-                sampler.start()
-                for _ in range(args.iterations):
-                    once()
-                sampler.stop()
-                spent = time.process_time() - spent
+                each = _timed(once, args.iterations, sampler.start, sampler.stop, time.process_time)
                 print(
                     f"{args.scenario}: {args.iterations} iterations, "
-                    f"{spent * 1000 / args.iterations:.3f} ms of CPU each (in-process, sampled)"
+                    f"{each:.3f} ms of CPU each (in-process, sampled)"
                 )
                 # Only inside the app: Werkzeug's test client costs as much again around it.
                 app_only = "wsgi_app (flask/app.py"
@@ -254,15 +266,10 @@ def main(argv: list[str] | None = None) -> int:
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.0005)
-            began = time.perf_counter()
-            profiler.start()
-            for _ in range(args.iterations):
-                once()
-            profiler.stop()
-            took = time.perf_counter() - began
+            each = _timed(once, args.iterations, profiler.start, profiler.stop, time.perf_counter)
             print(
                 f"{args.scenario}: {args.iterations} iterations, "
-                f"{took * 1000 / args.iterations:.3f} ms each (in-process, profiler attached)"
+                f"{each:.3f} ms each (in-process, profiler attached)"
             )
             print(profiler.output_text(unicode=True, color=False, show_all=args.show_all))
             session = profiler.last_session

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from bench.profile import CpuSampler, summarise_stacks
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.test_bench_smoke import run_bench
 
 STACKS = [
     "run (gunicorn/arbiter.py:10);token (app/oauth/views.py:270);first (app/direct.py:150) 6",
@@ -78,16 +73,7 @@ def test_cpu_sampler_records_the_stack_that_uses_the_cpu_and_not_one_that_sleeps
 
 @pytest.mark.live
 def test_bench_profile_cpu_prints_cpu_per_iteration_and_the_summary() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTH_", "BENCH_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.profile", "bearer_self", "--cpu", "--iterations", "30"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_bench("bench.profile", "bearer_self", "--cpu", "--iterations", "30")
     lines = result.stdout.splitlines()
     assert lines[0].startswith("bearer_self: 30 iterations, ")
     assert lines[0].endswith(" ms of CPU each (in-process, sampled)")

@@ -27,13 +27,12 @@ PHASES = {
 }
 
 
-def _smoke(tmp_path: Path, module: str, *options: str) -> Any:
-    """Run `python -m MODULE --smoke` to completion; return the JSON report it wrote."""
-    out = tmp_path / "report.json"
+def run_bench(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m MODULE ARGUMENTS` from the project root to a zero exit; its output."""
     # The benchmark sets its own production environment; drop what the test session exported.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTH_", "BENCH_"))}
     result = subprocess.run(
-        [sys.executable, "-m", module, "--smoke", *options, "--json", str(out)],
+        [sys.executable, "-m", module, *arguments],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -41,6 +40,13 @@ def _smoke(tmp_path: Path, module: str, *options: str) -> Any:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def _smoke(tmp_path: Path, module: str, *options: str) -> Any:
+    """Run `python -m MODULE --smoke` to completion; return the JSON report it wrote."""
+    out = tmp_path / "report.json"
+    run_bench(module, "--smoke", *options, "--json", str(out))
     return json.loads(out.read_text())
 
 
