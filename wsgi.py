@@ -28,6 +28,7 @@ def __getattr__(name: str) -> Flask:
             from cryptography.exceptions import UnsupportedAlgorithm
 
             from app import create_app
+            from app.extensions import Database
             from app.oauth.keys import provider_keys
 
             app = create_app()
@@ -39,6 +40,8 @@ def __getattr__(name: str) -> Flask:
                 except (ValueError, TypeError, UnsupportedAlgorithm) as error:
                     print(f"OAUTH_SIGNING_KEY: {error}", file=sys.stderr)
                     raise SystemExit(2) from None
+            # gunicorn's sync worker serves every request in the thread that imported the app.
+            Database.keep_connections(app)
             return _settled(app)
         if name == "web":
             from frontend import create_frontend

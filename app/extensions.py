@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import select
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,68 @@ def autocommit(view: F) -> F:
     return view
 
 
+class _Keeper:
+    """The connections one long-lived thread keeps checked out between its requests.
+
+    A gunicorn sync worker serves every request in its main thread, one at a time; going to
+    the pool and back cost a PostgreSQL bearer read a sixth of the app's CPU (a Connection, the
+    pool's lock, queue and events, the reset on return). That thread parks its connection here
+    at teardown, one per engine, in the state the pool would have left it in (no transaction,
+    the engine's own options), and the next request of that thread takes it back, checked the
+    way a checkout would check it (`_ping_failure`). No other thread parks: a server that
+    starts a thread per request would leave one connection behind with each thread."""
+
+    __slots__ = ("parked", "thread")
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.parked: dict[Engine, tuple[Connection, float]] = {}
+
+    def take(self, engine: Engine) -> Connection | None:
+        """The connection parked for `engine`, if it is still good to use."""
+        if not self.parked:
+            return None
+        kept = self.parked.pop(engine, None)
+        if kept is None:
+            return None
+        connection, since = kept
+        if engine.dialect.name == "sqlite":  # a file does not go away: no pings (make_engine)
+            return connection
+        if _ping_failure(engine, connection.connection.dbapi_connection, since) is None:
+            return connection
+        connection.invalidate()  # the pool opens a new DBAPI connection for its record
+        connection.close()
+        return None
+
+    def park(self, connection: Connection) -> bool:
+        """Keep `connection` for this thread's next request instead of checking it in.
+
+        Declined (and left to the caller to close) in any other thread, for a second connection
+        to the same engine, or for one that is invalid or carries options of its own (the
+        isolation level `db.atomic` sets: the pool's checkin is what resets it)."""
+        if (
+            self.thread is not threading.current_thread()
+            or connection.closed
+            or connection.invalidated
+            or connection._execution_options is not connection.engine._execution_options
+            or connection.engine in self.parked
+        ):
+            return False
+        # What Connection.close() and the pool's reset on return do: nothing when idle.
+        if connection.in_transaction():
+            connection.rollback()
+        else:
+            connection.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+        self.parked[connection.engine] = (connection, time.monotonic())
+        return True
+
+    def close(self) -> None:
+        """Return every parked connection to its pool."""
+        while self.parked:
+            connection, _since = self.parked.popitem()[1]
+            connection.close()
+
+
 class _Handles(NamedTuple):
     engine: Engine
     sessions: sessionmaker[Session]
@@ -60,6 +123,7 @@ class _Handles(NamedTuple):
     # PostgreSQL only: the writable autocommit engine of @autocommit views and its sessions.
     autocommit: tuple[Engine, sessionmaker[Session]] | None
     engines: tuple[Engine, ...]
+    keeper: _Keeper
 
     def for_request(self, context: Any) -> tuple[Engine, sessionmaker[Session]]:
         """The engine and sessions of the request whose `g` is `context`."""
@@ -104,7 +168,9 @@ class Database:
         # control_fully: the session owns the connection's transaction, whether a Core
         # statement began it or the session did, so session.commit() commits both.
         sessions = sessionmaker(engine, expire_on_commit=False, join_transaction_mode=_OWN)
-        app.extensions["hearth_db"] = _Handles(engine, sessions, read, autocommitting, engines)
+        app.extensions["hearth_db"] = _Handles(
+            engine, sessions, read, autocommitting, engines, _Keeper()
+        )
         app.teardown_appcontext(self._close)
         if read is not None or autocommitting is not None:
             app.before_request(_mark_connection_kind)
@@ -123,8 +189,19 @@ class Database:
     @classmethod
     def dispose(cls, app: Flask) -> None:
         """Close every pooled connection, e.g. before the database is dropped."""
-        for engine in cls.engines(app):
+        handles: _Handles = app.extensions["hearth_db"]
+        handles.keeper.close()
+        for engine in handles.engines:
             engine.dispose()
+
+    @staticmethod
+    def keep_connections(app: Flask) -> None:
+        """Let the calling thread keep its connections between its requests (_Keeper).
+
+        For a server that serves every request of the app in the thread that built it, as a
+        gunicorn sync worker does (`wsgi.api`); requests in any other thread use the pool."""
+        handles: _Handles = app.extensions["hearth_db"]
+        handles.keeper.thread = threading.current_thread()
 
     @property
     def connection(self) -> Connection:
@@ -137,7 +214,8 @@ class Database:
         if connection is None:
             handles: _Handles = this_app().extensions["hearth_db"]
             engine = handles.for_request(context)[0]
-            connection = context._hearth_connection = engine.connect()
+            connection = handles.keeper.take(engine) or engine.connect()
+            context._hearth_connection = connection
         return connection
 
     @property
@@ -205,14 +283,23 @@ class Database:
 
     @staticmethod
     def _close(_exc: BaseException | None) -> None:
-        """Roll back whatever nobody committed and return the connection to its pool."""
+        """Roll back whatever nobody committed and return the connection to its pool (or to
+        the thread's keeper)."""
         context = this_g()
         session: Session | None = context.pop("_hearth_session", None)
         if session is not None:
             session.close()
         connection: Connection | None = context.pop("_hearth_connection", None)
-        if connection is not None:
-            connection.close()
+        if connection is None:
+            return
+        keeper: _Keeper = this_app().extensions["hearth_db"].keeper
+        try:
+            if keeper.park(connection):
+                return
+        except BaseException:
+            connection.close()  # a failed rollback invalidated it: the pool replaces it
+            raise
+        connection.close()
 
 
 _OWN: JoinTransactionMode = "control_fully"
@@ -350,14 +437,25 @@ def _ping_after_idle(engine: Engine, idle: float) -> None:
         since = record.info.get("checked_in_at")
         if since is None:
             return
-        if time.monotonic() - since < idle and not _server_has_spoken(dbapi_conn):
-            return
-        try:
-            # The dialect's own ping (what pool_pre_ping runs): no transaction is left open.
-            engine.dialect.do_ping(dbapi_conn)
-        except Exception as error:
+        failure = _ping_failure(engine, dbapi_conn, since, idle)
+        if failure is not None:
             # The pool discards this connection and checks out (or opens) another.
-            raise exc.DisconnectionError() from error
+            raise exc.DisconnectionError() from failure
+
+
+def _ping_failure(
+    engine: Engine, dbapi_conn: Any, since: float, idle: float | None = None
+) -> Exception | None:
+    """Why a connection idle since `since` cannot be used, or None if it can (_ping_after_idle)."""
+    idle = IDLE_PING_SECONDS if idle is None else idle
+    if time.monotonic() - since < idle and not _server_has_spoken(dbapi_conn):
+        return None
+    try:
+        # The dialect's own ping (what pool_pre_ping runs): no transaction is left open.
+        engine.dialect.do_ping(dbapi_conn)
+    except Exception as error:
+        return error
+    return None
 
 
 def _server_has_spoken(dbapi_conn: Any) -> bool:

@@ -25,6 +25,19 @@ def load(tmp_path: Path, **environ: str) -> dict[str, Any]:
     return config.load({"HEARTH_INSTANCE_DIR": str(tmp_path / "instance"), **environ})
 
 
+def run_python(script: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -c script` from the project root with exactly `environ`."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def error_for(tmp_path: Path, **environ: str) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
         load(tmp_path, **environ)
@@ -339,15 +352,7 @@ def test_api_refuses_to_start_with_a_signing_key_it_cannot_read(tmp_path: Path) 
         "DATABASE_URL": f"sqlite:///{tmp_path / 'hearth.db'}",
         "HEARTH_INSTANCE_DIR": str(tmp_path / "instance"),
     }
-    result = subprocess.run(
-        [sys.executable, "-c", "import wsgi; wsgi.api"],
-        cwd=Path(__file__).resolve().parents[2],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("import wsgi; wsgi.api", environ)
 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
