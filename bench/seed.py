@@ -142,12 +142,14 @@ def server_versions(database: Database) -> dict[str, str]:
 
 @contextmanager
 def in_process_app(settings: Settings, database_url: str) -> Iterator[Flask]:
-    """The API with the servers' production settings, quiet, without periodic cleanup."""
+    """The API with the servers' production settings, quiet, without periodic cleanup; this
+    thread keeps its connections between requests, as a gunicorn worker's does."""
     os.environ.update(settings.environ(database_url))
     from app import create_app
     from app.extensions import Database
 
     app = create_app({"LOG_LEVEL": "WARNING", "CLEANUP_INTERVAL": timedelta(days=365)})
+    Database.keep_connections(app)  # as `wsgi.api` does in each gunicorn worker
     try:
         yield app
     finally:
