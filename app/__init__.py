@@ -10,13 +10,17 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config as config_module
 from app.context import this_request
+from app.requests import HearthRequest
 
 
 class HearthFlask(Flask):
     """Flask, with `ensure_sync` answered once per function instead of once per call.
 
     Flask asks `inspect.iscoroutinefunction` of every hook and view on every request (a dozen
-    times per request here); whether a registered function is a coroutine never changes."""
+    times per request here); whether a registered function is a coroutine never changes. Its
+    requests read small urlencoded bodies directly (`HearthRequest`)."""
+
+    request_class = HearthRequest
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
