@@ -71,8 +71,9 @@ class HearthRequest(Request):
     µs here. The result is the same (`tests/unit/test_form_parsing.py` compares them): the
     same items, an empty form for a body that is not UTF-8, 413 past `MAX_CONTENT_LENGTH`, 400
     when the body is shorter than its Content-Length, an exhausted stream afterwards. Anything
-    else (a body without a Content-Length or one the server terminates, a larger one, a stream
-    already touched, debug mode's friendlier errors) goes to Werkzeug."""
+    else (a body without a Content-Length, a larger one, one the server terminates while a
+    `MAX_CONTENT_LENGTH` is set, a stream already touched, debug mode's friendlier errors) goes to
+    Werkzeug."""
 
     def _load_form_data(self) -> None:
         known = self.__dict__
@@ -80,11 +81,12 @@ class HearthRequest(Request):
             "form" in known
             or "stream" in known
             or self.mimetype != "application/x-www-form-urlencoded"
-            or self.environ.get("wsgi.input_terminated")
         ):
             super()._load_form_data()
             return
         length = self.content_length
+        # gunicorn ends the body at its Content-Length itself, and says so.
+        terminated = self.environ.get("wsgi.input_terminated", False)
         app = this_app()
         limit = self._max_content_length
         if limit is None:
@@ -92,14 +94,18 @@ class HearthRequest(Request):
         if (
             length is None
             or length > SMALL_FORM_BYTES
-            or (limit is not None and length > limit)
+            or (limit is not None and (terminated or length > limit))
             or app.debug
         ):
             super()._load_form_data()
             return
-        body = self.environ["wsgi.input"].read(length) if length else b""
-        if len(body) != length:
-            raise ClientDisconnected()
+        stream = self.environ["wsgi.input"]
+        if terminated:
+            body = stream.read()  # as Werkzeug reads a stream the server terminates
+        else:
+            body = stream.read(length) if length else b""
+            if len(body) != length:
+                raise ClientDisconnected()
         try:
             items = parse_qsl(body.decode(), keep_blank_values=True, errors="werkzeug.url_quote")
         except ValueError:  # not UTF-8: Werkzeug's parser is silent about it too

@@ -17,6 +17,7 @@ from app.requests import SMALL_FORM_BYTES, HearthRequest
 from tests.conftest import make_app
 
 FORM = "application/x-www-form-urlencoded"
+TERMINATED = {"wsgi.input_terminated": True}  # what gunicorn sets
 
 
 def _environ(body: bytes, content_type: str = FORM, **extra: Any) -> dict[str, Any]:
@@ -81,6 +82,11 @@ def test_any_small_body_reads_as_werkzeug_reads_it(body: bytes) -> None:
     _same(_environ(body))
 
 
+def test_a_charset_parameter_changes_nothing_as_with_werkzeug() -> None:
+    environ = _environ("a=\u00e9".encode(), content_type=f"{FORM}; charset=ISO-8859-1")
+    assert _same(environ) == ([("a", "\u00e9")], [], b"", b"")
+
+
 def test_a_form_read_after_the_raw_body_reads_as_werkzeug_reads_it() -> None:
     environ = _environ(b"a=1&b=2")
     ours = _parsed(HearthRequest, environ, data_first=True)
@@ -97,6 +103,12 @@ def test_a_body_shorter_than_its_content_length_is_a_disconnect_as_with_werkzeug
     assert _same(environ) is ClientDisconnected
 
 
+def test_a_short_body_the_server_terminates_reads_as_werkzeug_reads_it() -> None:
+    """The server vouches for the body's end, so neither side waits for the missing bytes."""
+    environ = _environ(b"a=1", CONTENT_LENGTH="50", **TERMINATED)
+    assert _same(environ) == ([("a", "1")], [], b"", b"")
+
+
 @pytest.fixture
 def no_werkzeug_parser(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(_request: Request) -> Any:
@@ -106,19 +118,29 @@ def no_werkzeug_parser(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def test_small_urlencoded_body_skips_werkzeugs_form_parser(no_werkzeug_parser: None) -> None:
-    assert _parsed(HearthRequest, _environ(b"a=1")) == ([("a", "1")], [], b"", b"")
+@pytest.mark.parametrize("extra", [{}, TERMINATED], ids=["content-length", "server-terminated"])
+def test_small_urlencoded_body_skips_werkzeugs_form_parser(
+    no_werkzeug_parser: None, extra: dict[str, Any]
+) -> None:
+    assert _parsed(HearthRequest, _environ(b"a=1", **extra)) == ([("a", "1")], [], b"", b"")
+
+
+@settings(derandomize=True, max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_a_body_the_server_terminates_reads_as_werkzeug_reads_it(body: bytes) -> None:
+    _same(_environ(body, **TERMINATED))
 
 
 @pytest.mark.parametrize(
     ("environ", "config"),
     [
         (_environ(b"a=" + b"x" * SMALL_FORM_BYTES), {}),
-        (_environ(b"a=1", **{"wsgi.input_terminated": True}), {}),
+        (_environ(b"a=1", **TERMINATED), {"MAX_CONTENT_LENGTH": 1000}),
+        (_environ(b"a=1", HTTP_TRANSFER_ENCODING="chunked", **TERMINATED), {}),
         (_environ(b"a=1"), {"DEBUG": True}),
         (_environ(b"a=1", content_type="multipart/form-data; boundary=x"), {}),
     ],
-    ids=["larger", "server-terminated", "debug", "multipart"],
+    ids=["larger", "terminated-with-a-limit", "chunked", "debug", "multipart"],
 )
 def test_anything_else_goes_to_werkzeugs_parser(
     no_werkzeug_parser: None, environ: dict[str, Any], config: dict[str, Any]
