@@ -67,10 +67,11 @@ class HearthRequest(Request):
 
     Werkzeug parses such a body with `parse_qsl` too, but first builds a form parser, a limited
     stream and a content-length parser around it, asking `current_app` through its proxy eleven
-    times for the size limits: ~100 µs per token request on the benchmark machine against ~45
+    times for the size limits: ~100 µs per token request on the benchmark machine against ~50
     µs here. The result is the same (`tests/unit/test_form_parsing.py` compares them): the
     same items, an empty form for a body that is not UTF-8, 413 past `MAX_CONTENT_LENGTH`, 400
-    when the body is shorter than its Content-Length, an exhausted stream afterwards. Anything
+    when a body the server does not terminate is shorter than its Content-Length, an exhausted
+    stream afterwards. Anything
     else (a body without a Content-Length, a larger one, one the server terminates while a
     `MAX_CONTENT_LENGTH` is set, a stream already touched, debug mode's friendlier errors) goes to
     Werkzeug."""
